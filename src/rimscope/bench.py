@@ -1,0 +1,27 @@
+"""`rimscope bench TARGET`: speed and memory figures, printed, for the targets the issues set.
+
+Benchmarks print numbers instead of asserting them in unit tests: timings depend on the machine.
+Each target lives beside the stage it measures and is imported only when asked for.
+"""
+from __future__ import annotations
+
+import importlib
+
+TARGETS = {
+    "io": ("rimscope.bench_io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
+    "simulate": ("rimscope.simulate.bench", "time and peak memory per simulated subject; difficulty"),
+    "models": ("rimscope.models.bench", "parameters, inference lesions/s, s per epoch, every model"),
+    "predict": ("rimscope.predict_bench", "end-to-end seconds and peak memory per subject"),
+}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("target", choices=sorted(TARGETS), help="; ".join(f"{k}: {v[1]}" for k, v in TARGETS.items()))
+    p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda (where a network runs)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None, help="folder for temporary files (default: a temp dir)")
+
+
+def run(args) -> int:
+    module = importlib.import_module(TARGETS[args.target][0])
+    return int(module.run(args) or 0)

@@ -1,0 +1,89 @@
+"""`rimscope <command>`: one small table of commands, each living beside the stage it drives.
+
+A command module offers `add_arguments(parser)` and `run(args) -> int`; it is imported only when
+chosen, so `rimscope validate` never pays for importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from . import __version__
+from .errors import InputError
+
+COMMANDS = {
+    "validate": ("rimscope.validate", "check a cohort (manifest or BIDS) against the input contract"),
+    "simulate": ("rimscope.simulate.cli", "simulate a QSM/FLAIR cohort with known Rim+ truth"),
+    "pretrain": ("rimscope.train.pretrain_cli", "self-supervised cross-modal pre-training"),
+    "train": ("rimscope.train.train_cli", "fine-tune a model on labelled lesions"),
+    "predict": ("rimscope.predict", "rate every lesion of new subjects"),
+    "evaluate": ("rimscope.evaluate.cli", "patient-grouped cross-validation of models"),
+    "benchmark": ("rimscope.evaluate.benchmark", "the reproducible headline benchmark"),
+    "review": ("rimscope.review.cli", "rate lesions in the browser, export labels"),
+    "models": ("rimscope.models.cli", "list the available models"),
+    "bench": ("rimscope.bench", "speed and memory benchmarks (io, simulate, models, predict)"),
+    "demo": ("rimscope.demo", "simulate, predict and score a small held-out cohort"),
+}
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def common_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rimscope", description="rimscope: per-lesion probability of a paramagnetic rim (PRL) from QSM with FLAIR context",
+                                     parents=[common_parent()])
+    parser.add_argument("--version", action="version", version=f"rimscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        if not _available(module):
+            continue
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common_parent()])
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    from .runtime import setup_logging
+
+    setup_logging(args.verbose, args.quiet)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"rimscope: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rimscope: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: one line, with the way to see more
+        if args.debug:
+            raise
+        logging.getLogger("rimscope").debug("traceback", exc_info=True)
+        print(f"rimscope: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+              "traceback and report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,121 @@
+"""Lesion instances and the regions a rim is judged on (edge shell, core, surroundings).
+
+The same definitions serve the simulator's truth, the rim-contrast and radiomics baselines and the
+network's mask channel, so "the edge of a lesion" means one thing everywhere in rimscope.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+STRUCT26 = np.ones((3, 3, 3), dtype=bool)
+STRUCT6 = ndimage.generate_binary_structure(3, 1)
+TINY_MM3 = 50.0  # FRODO drops lesions under 110 voxels (~40-50 mm3); rimscope keeps and flags them
+
+
+def label_components(mask: np.ndarray) -> np.ndarray:
+    """26-connected components; ids follow the raster (C) order of each component's first voxel."""
+    labels, _ = ndimage.label(np.asarray(mask) > 0, structure=STRUCT26)
+    return labels.astype(np.int32)
+
+
+@dataclass
+class Lesion:
+    id: int
+    n_voxels: int
+    volume_mm3: float
+    centroid_vox: np.ndarray  # canonical voxel coordinates
+    centroid_mm: np.ndarray  # world coordinates
+    bbox: tuple  # slices in canonical voxel space
+    flags: list = field(default_factory=list)
+
+    @property
+    def radius_mm(self) -> float:
+        """Radius of the sphere of equal volume."""
+        return float((3 * self.volume_mm3 / (4 * np.pi)) ** (1 / 3))
+
+
+def lesion_table(labels: np.ndarray, affine: np.ndarray) -> list[Lesion]:
+    """Geometry of every lesion in one pass over the volume."""
+    idx = np.flatnonzero(labels)
+    if idx.size == 0:
+        return []
+    ids = labels.ravel()[idx]
+    uniq, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    coords = np.stack(np.unravel_index(idx, labels.shape), axis=1).astype(np.float64)
+    sums = np.zeros((uniq.size, 3))
+    np.add.at(sums, inv, coords)
+    cents = sums / counts[:, None]
+    vvol = float(abs(np.linalg.det(affine[:3, :3])))
+    slices = ndimage.find_objects(labels)
+    out = []
+    for k, lid in enumerate(uniq.tolist()):
+        vol = counts[k] * vvol
+        world = affine[:3, :3] @ cents[k] + affine[:3, 3]
+        les = Lesion(id=int(lid), n_voxels=int(counts[k]), volume_mm3=float(vol),
+                     centroid_vox=cents[k], centroid_mm=world, bbox=slices[lid - 1])
+        if vol < TINY_MM3:
+            les.flags.append("tiny")
+        if any(s.start == 0 or s.stop == n for s, n in zip(les.bbox, labels.shape)):
+            les.flags.append("edge_of_fov")
+        out.append(les)
+    return out
+
+
+def _ball(radius_vox: np.ndarray) -> np.ndarray:
+    r = np.maximum(np.asarray(radius_vox, float), 0.5)
+    n = np.ceil(r).astype(int)
+    g = np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij")
+    return sum((gi / ri) ** 2 for gi, ri in zip(g, r)) <= 1.0
+
+
+@dataclass
+class Regions:
+    """Boolean masks inside `window` (slices into the volume) for one lesion."""
+
+    window: tuple
+    lesion: np.ndarray
+    shell: np.ndarray  # edge band: within `shell_mm` of the boundary, inside and outside
+    core: np.ndarray  # lesion voxels deeper than `core_mm`
+    surround: np.ndarray  # a ring of normal-appearing tissue outside the lesion
+
+
+def lesion_regions(labels: np.ndarray, lesion_id: int, zooms, brainmask: np.ndarray | None = None,
+                   shell_mm: float = 1.0, core_mm: float = 1.5, surround_mm=(2.0, 4.0),
+                   bbox=None) -> Regions:
+    """Edge shell, core and surroundings of one lesion, in millimetres so resolution does not matter.
+
+    The shell straddles the boundary (a rim sits at the FLAIR edge, partly outside it after
+    partial volume); the surroundings skip a gap and exclude other lesions.
+    """
+    zooms = np.asarray(zooms, float)
+    pad = np.ceil((surround_mm[1] + 1.0) / zooms).astype(int)
+    if bbox is None:
+        bbox = ndimage.find_objects((labels == lesion_id).astype(np.int8))[0]
+    window = tuple(slice(max(s.start - p, 0), min(s.stop + p, n))
+                   for s, p, n in zip(bbox, pad, labels.shape))
+    sub = labels[window]
+    les = sub == lesion_id
+    others = (sub > 0) & ~les
+    # distance (mm) from the boundary, outside and inside
+    d_out = ndimage.distance_transform_edt(~les, sampling=zooms)
+    d_in = ndimage.distance_transform_edt(les, sampling=zooms)
+    shell = ((d_out > 0) & (d_out <= shell_mm)) | (les & (d_in <= shell_mm))
+    core = les & (d_in > core_mm)
+    surround = (d_out > surround_mm[0]) & (d_out <= surround_mm[1]) & ~others
+    if brainmask is not None:
+        bm = brainmask[window]
+        shell &= bm
+        surround &= bm
+    shell &= ~others
+    return Regions(window=window, lesion=les, shell=shell, core=core, surround=surround)
+
+
+def signed_distance(mask: np.ndarray, zooms) -> np.ndarray:
+    """Signed distance to the lesion edge in mm: negative inside, positive outside."""
+    zooms = np.asarray(zooms, float)
+    out = ndimage.distance_transform_edt(~mask, sampling=zooms)
+    inside = ndimage.distance_transform_edt(mask, sampling=zooms)
+    return (out - inside).astype(np.float32)

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny synthetic subjects in any orientation, on disk."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+
+def make_affine(codes: str = "RAS", zooms=(1.0, 1.0, 1.0), rot_deg: float = 0.0, origin=(0, 0, 0)):
+    """Affine with the given axis codes (e.g. 'LPS', 'LAS'), voxel size, and an oblique rotation
+    (degrees about the world x axis)."""
+    from nibabel import orientations as nio
+
+    ornt = nio.axcodes2ornt(tuple(codes))  # axis i of the array points along world axis ornt[i,0]
+    A = np.zeros((3, 3))
+    for i, (ax, sign) in enumerate(ornt):
+        A[int(ax), i] = sign * zooms[i]
+    t = np.deg2rad(rot_deg)
+    R = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+    aff = np.eye(4)
+    aff[:3, :3] = R @ A
+    aff[:3, 3] = origin
+    return aff
+
+
+def tiny_subject(shape=(40, 44, 36), seed=0, n_lesions=4):
+    """Arrays of a small synthetic subject (canonical RAS): qsm ppm, flair, instance labels, brain."""
+    rng = np.random.default_rng(seed)
+    zz = np.indices(shape).astype(float)
+    c = (np.array(shape) - 1) / 2
+    brain = (((zz - c[:, None, None, None]) / (np.array(shape)[:, None, None, None] * 0.45)) ** 2).sum(0) <= 1
+    qsm = (rng.normal(0, 0.01, shape) * brain).astype(np.float32)
+    flair = ((1.0 + rng.normal(0, 0.05, shape)) * brain * 100).astype(np.float32)
+    labels = np.zeros(shape, np.int32)
+    centres = [(12, 14, 12), (27, 28, 22), (14, 30, 24), (26, 14, 14)][:n_lesions]
+    for i, cc in enumerate(centres, start=1):
+        r = 2.5 + i * 0.7
+        ball = ((zz - np.array(cc)[:, None, None, None]) ** 2).sum(0) <= r * r
+        labels[ball & brain] = i
+        flair[ball] *= 1.6
+        qsm[ball] += 0.02 * i
+    return qsm, flair, labels, brain
+
+
+def to_orientation(array: np.ndarray, codes: str, zooms=(1.0, 1.0, 1.0), rot_deg=0.0):
+    """Re-express a canonical RAS array (1 mm, origin 0) in another orientation: same world data."""
+    from nibabel import orientations as nio
+
+    target = nio.axcodes2ornt(tuple(codes))
+    ras = nio.axcodes2ornt(("R", "A", "S"))
+    t = nio.ornt_transform(ras, target)
+    out = nio.apply_orientation(array, t)
+    base = np.diag([*zooms, 1.0])
+    aff_ras = base
+    aff = aff_ras @ nio.inv_ornt_aff(t, array.shape)
+    if rot_deg:
+        tt = np.deg2rad(rot_deg)
+        R = np.eye(4)
+        R[1:3, 1:3] = [[np.cos(tt), -np.sin(tt)], [np.sin(tt), np.cos(tt)]]
+        aff = R @ aff
+    return np.ascontiguousarray(out), aff
+
+
+@pytest.fixture
+def subject_files(tmp_path):
+    """Write a tiny subject in RAS; returns dict of paths."""
+    qsm, flair, labels, brain = tiny_subject()
+    aff = np.eye(4)
+    paths = {}
+    for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", (labels > 0).astype(np.uint8))):
+        p = tmp_path / f"sub-01_{role}.nii.gz"
+        nib.save(nib.Nifti1Image(arr, aff), str(p))
+        paths[role] = p
+    return paths
