@@ -1,0 +1,90 @@
+"""The asymmetric QSM-FLAIR network (rimscope's method) and its FRODO-faithful configuration.
+
+Why asymmetric: the rim is a QSM finding (a 1-2 voxel paramagnetic shell); FLAIR only says where
+the lesion and its surroundings are. So QSM gets the full-depth encoder and FLAIR a light one
+whose features *condition* the QSM features by spatial FiLM at mid resolution — (1+γ)·z+β with
+γ, β from FLAIR by zero-initialised 1x1x1 convs, so training starts from a pure QSM network —
+and never the reverse. Deeper stages see QSM-dominant features only (with squeeze-excitation),
+and the head reads the pooled QSM embedding, optionally with analytic rim statistics.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import (N_RIM_FEATURES, PreActBlock, Stem, frodo_mask, norm, rim_features,
+                     scale_inputs)
+
+DEFAULTS = {
+    "widths": [16, 32, 64, 128],  # QSM: stem (16^3), mid (8^3), deep (4^3, 2^3)
+    "flair_widths": [8, 16],  # light FLAIR context encoder: stem (16^3), mid (8^3)
+    "mask_channels": True,  # lesion mask + signed edge distance as input channels
+    "frodo_mask": False,  # FRODO's dilated-lesion input masking
+    "film": True,
+    "rim_features": True,  # analytic shell/core/surround means into the head
+    "proj_dim": 32,  # SupCon projection head
+    "dropout": 0.2,
+}
+
+# FRODO's published design as faithfully as a CPU budget allows: symmetric 16->32 stems, FiLM,
+# 1x1x1 fusion, QSM-only 64/128 stages with SE; no mask channel (input masking instead), no
+# analytic features. (64^3 patches are replaced by rimscope's 32^3 at 1 mm.)
+FRODO = dict(DEFAULTS, flair_widths=[16, 32], mask_channels=False, frodo_mask=True,
+             rim_features=False)
+
+
+class AsymmetricNet(nn.Module):
+    def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), mask_channels=True,
+                 frodo_mask=False, film=True, rim_features=True, proj_dim=32, dropout=0.2):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        f0, f1 = flair_widths
+        self.mask_channels, self.use_frodo_mask = mask_channels, frodo_mask
+        self.use_film, self.use_rim = film, rim_features
+        qin, fin = (3, 2) if mask_channels else (1, 1)
+        self.q_stem = Stem(qin, w0)
+        self.q_mid = PreActBlock(w0, w1, stride=2)
+        self.f_stem = Stem(fin, f0)
+        self.f_mid = PreActBlock(f0, f1, stride=2)
+        self.gamma = nn.Conv3d(f1, w1, 1)
+        self.beta = nn.Conv3d(f1, w1, 1)
+        for c in (self.gamma, self.beta):  # start as a pure QSM network
+            nn.init.zeros_(c.weight)
+            nn.init.zeros_(c.bias)
+        self.fuse = nn.Conv3d(w1, w1, 1)
+        self.q_deep = nn.Sequential(PreActBlock(w1, w2, 2, se=True), PreActBlock(w2, w3, 2, se=True))
+        self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
+        self.f_out = nn.Sequential(norm(f1), nn.SiLU())
+        hin = w3 + (N_RIM_FEATURES if rim_features else 0)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
+        self.proj = nn.Sequential(nn.Linear(w3, 64), nn.SiLU(), nn.Linear(64, proj_dim))
+        self.emb_dim, self.flair_dim, self.mid_dim = w3, f1, w1
+
+    def split(self, x):
+        """Raw patches -> (QSM-branch input, FLAIR-branch input). FLAIR never sees QSM."""
+        if self.use_frodo_mask:
+            x = frodo_mask(x)
+        s = scale_inputs(x)
+        if self.mask_channels:
+            return s[:, [0, 2, 3]], s[:, [1, 3]]
+        return s[:, 0:1], s[:, 1:2]
+
+    def encode(self, x, film: bool = True) -> dict:
+        """Features for pre-training and the head: QSM mid features (after FiLM if `film`), the
+        pooled QSM embedding and the pooled FLAIR embedding."""
+        xq, xf = self.split(x)
+        zq = self.q_mid(self.q_stem(xq))
+        zf = self.f_mid(self.f_stem(xf))
+        if self.use_film and film:
+            zq = (1.0 + self.gamma(zf)) * zq + self.beta(zf)
+        zq = self.fuse(zq)
+        deep = self.out_norm(self.q_deep(zq))
+        return {"mid": zq, "emb": deep.mean(dim=(2, 3, 4)),
+                "flair_emb": self.f_out(zf).mean(dim=(2, 3, 4))}
+
+    def forward(self, x) -> dict:
+        enc = self.encode(x)
+        h = enc["emb"]
+        if self.use_rim:
+            h = torch.cat([h, rim_features(x)], dim=1)
+        return {"logit": self.head(h).squeeze(1), "proj": self.proj(enc["emb"]), "emb": enc["emb"]}

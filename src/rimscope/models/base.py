@@ -1,0 +1,79 @@
+"""The one interface every model offers, neural or classical, so training, evaluation and
+prediction never branch on the kind of model.
+
+A RimModel maps raw patches (N, 4, S, S, S) — QSM ppm, FLAIR normalised, mask, signed distance,
+exactly as rimscope.patches makes them — to rim probabilities, and carries its operating
+threshold and the configuration needed to rebuild it from a card.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..patches import PatchConfig
+
+
+class RimModel:
+    """Base class. Subclasses set `name`, `config`, and implement `_proba` and the state."""
+
+    kind = "neural"
+
+    def __init__(self, name: str, config: dict):
+        self.name = name
+        self.config = dict(config)
+        self.threshold = 0.5
+        self.patch_config = PatchConfig()
+        self.card_extra: dict = {}  # training record, metrics: written into the card
+
+    def predict_proba(self, x, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+        """(N, 4, S, S, S) raw patches -> (N,) rim probabilities in [0, 1]."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 5 or x.shape[1] != 4:
+            raise ValueError(f"patches must be (N, 4, S, S, S), got {x.shape}")
+        if len(x) == 0:
+            return np.zeros(0, np.float32)
+        return self._proba(x, device, batch_size).astype(np.float32)
+
+    def predict(self, x, device: str = "cpu") -> np.ndarray:
+        return (self.predict_proba(x, device) >= self.threshold).astype(np.int64)
+
+    def _proba(self, x, device, batch_size):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:  # tensors only: saved with torch.save, loaded weights_only
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def save(self, directory, extra: dict | None = None):
+        """dir/weights.pt (tensors only) + dir/card.json; see rimscope.models.card."""
+        from .card import save_model
+
+        return save_model(self, directory, extra=extra)
+
+
+class NeuralRimModel(RimModel):
+    """Wraps an nn.Module whose forward(x_raw) returns {"logit": (N,), "proj": (N, P), ...}."""
+
+    def __init__(self, name: str, config: dict, net: torch.nn.Module):
+        super().__init__(name, config)
+        self.net = net
+
+    def _proba(self, x, device, batch_size):
+        net = self.net.to(device).eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                xb = torch.from_numpy(x[i:i + batch_size]).to(device)
+                out.append(torch.sigmoid(net(xb)["logit"].float()).cpu().numpy())
+        return np.concatenate(out)
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())

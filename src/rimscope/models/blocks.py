@@ -1,0 +1,108 @@
+"""Building blocks shared by every network: input scaling, pre-activation residual blocks,
+squeeze-excitation, analytic rim features.
+
+One place for these keeps the comparisons fair: `asymmetric`, `rimnet`, `qsm-only` and `concat`
+differ only in how modalities are wired, not in block details or input scaling.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+QSM_CLIP_PPM = 0.3  # FRODO clips QSM at +-300 ppb
+QSM_SCALE = 1.0 / 0.1  # linear in ppm after the clip: 0.1 ppm -> 1.0
+FLAIR_CLIP = 5.0
+
+
+def scale_inputs(x: torch.Tensor) -> torch.Tensor:
+    """(N, 4, S, S, S) raw patches -> network scale. QSM stays linear in ppm (clip, then x10) so a
+    rim of +0.05 ppm means the same in every subject; FLAIR is already normalised, clipped for
+    outliers; mask and signed distance pass through."""
+    q = x[:, 0:1].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * QSM_SCALE
+    f = x[:, 1:2].clamp(-FLAIR_CLIP, FLAIR_CLIP)
+    return torch.cat([q, f, x[:, 2:4]], dim=1)
+
+
+def frodo_mask(x: torch.Tensor) -> torch.Tensor:
+    """FRODO's input masking: keep voxels within clip(0.75 r, 5, 16) voxels of the lesion, where r
+    is the equivalent-sphere radius. Our signed-distance channel saturates at 6 mm, so a margin
+    >= 6 mm keeps the whole patch (documented deviation: FRODO's 64^3 patches allow up to 16)."""
+    vol = x[:, 2].flatten(1).sum(1)  # voxels (1 mm patches)
+    r = (3.0 * vol / (4.0 * torch.pi)).pow(1.0 / 3.0)
+    margin = (0.75 * r).clamp(5.0, 16.0)
+    dist_mm = x[:, 3] * 6.0
+    keep = (dist_mm <= margin[:, None, None, None]) | (margin[:, None, None, None] >= 6.0)
+    out = x.clone()
+    out[:, 0:2] = out[:, 0:2] * keep[:, None].to(x.dtype)
+    return out
+
+
+def norm(ch: int) -> nn.GroupNorm:
+    """GroupNorm: batch sizes are small and DDP ranks see different batches, BatchNorm would
+    make results depend on both."""
+    return nn.GroupNorm(min(8, ch // 2) if ch >= 4 else 1, ch)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block (norm-act-conv x2), optional stride / width change."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, se: bool = False):
+        super().__init__()
+        self.n1, self.c1 = norm(cin), nn.Conv3d(cin, cout, 3, stride, 1, bias=False)
+        self.n2, self.c2 = norm(cout), nn.Conv3d(cout, cout, 3, 1, 1, bias=False)
+        self.act = nn.SiLU()
+        self.skip = None if (cin == cout and stride == 1) else nn.Conv3d(cin, cout, 1, stride, bias=False)
+        self.se = SqueezeExcite(cout) if se else None
+
+    def forward(self, x):
+        h = self.act(self.n1(x))
+        skip = x if self.skip is None else self.skip(h)
+        h = self.c1(h)
+        h = self.c2(self.act(self.n2(h)))
+        if self.se is not None:
+            h = self.se(h)
+        return h + skip
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, ch: int, reduction: int = 4):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(ch, max(4, ch // reduction)), nn.SiLU(),
+                                nn.Linear(max(4, ch // reduction), ch), nn.Sigmoid())
+
+    def forward(self, x):
+        w = self.fc(x.mean(dim=(2, 3, 4)))
+        return x * w[:, :, None, None, None]
+
+
+class Stem(nn.Module):
+    """Strided 3x3x3 conv to half resolution (32^3 -> 16^3) then one residual block: the early
+    downsampling is what keeps a lesion under ~0.3 GFLOP on CPU."""
+
+    def __init__(self, cin: int, width: int, blocks: int = 1):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, width, 3, 2, 1, bias=False)
+        self.blocks = nn.Sequential(*[PreActBlock(width, width) for _ in range(blocks)])
+
+    def forward(self, x):
+        return self.blocks(self.conv(x))
+
+
+def rim_features(x: torch.Tensor) -> torch.Tensor:
+    """Analytic rim statistics from a raw patch (N, 4, S, S, S) -> (N, 6): QSM means of the edge
+    shell (|d| <= 1 mm), core (d < -1.5 mm), surround (2-4 mm outside), shell minus surround,
+    shell minus core (ppm x10), and log lesion volume. Regions follow rimscope.lesions'
+    definitions, computed on the patch's signed-distance channel (same patch path as the nets)."""
+    q = x[:, 0].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * QSM_SCALE
+    d = x[:, 3] * 6.0
+
+    def mean(m):
+        m = m.to(q.dtype)
+        return (q * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
+
+    shell, core, sur = mean(d.abs() <= 1.0), mean(d < -1.5), mean((d >= 2.0) & (d <= 4.0))
+    vol = torch.log1p(x[:, 2].flatten(1).sum(1)) / 5.0
+    return torch.stack([shell, core, sur, shell - sur, shell - core, vol], dim=1)
+
+
+N_RIM_FEATURES = 6

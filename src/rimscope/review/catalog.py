@@ -1,0 +1,151 @@
+"""What can be reviewed: the cohort's subjects joined with their prediction tables.
+
+Why a catalog: the browser addresses lesions only by (subject id, lesion id), and both are looked
+up here, in dictionaries built at start from the cohort manifest and the predictions folder. No
+string from a client is ever joined into a path; the files read are those the cohort and the
+predictions contract name. Volumes are loaded lazily (a reviewer looks at one subject at a time)
+and kept in a small LRU cache.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..cohort import load_cohort
+from ..errors import InputError
+from ..runtime import read_tsv
+
+log = logging.getLogger("rimscope")
+
+COLUMNS = ("lesion_id", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm", "rim_probability", "rim",
+           "flags")
+
+
+@dataclass
+class Prediction:
+    subject: str
+    lesion_id: int
+    probability: float
+    rim: int
+    volume_mm3: float
+    centroid_mm: tuple
+    flags: str = ""
+
+
+@dataclass
+class Volumes:
+    """The canonical arrays a view needs, nothing else (the Subject keeps headers we do not)."""
+
+    qsm: np.ndarray
+    flair: np.ndarray
+    lesions: np.ndarray
+    affine: np.ndarray
+    zooms: np.ndarray
+    lesion_ids: frozenset = field(default_factory=frozenset)
+
+
+def predictions_path(out: Path, subject: str) -> Path:
+    return Path(out) / f"sub-{subject}" / f"sub-{subject}_lesions.tsv"
+
+
+def read_predictions(path: Path, subject: str) -> list[Prediction]:
+    """One subject's `_lesions.tsv` (output contract) -> predictions, checked row by row."""
+    try:
+        rows = read_tsv(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read predictions ({exc}); rerun rimscope predict", path) from None
+    if rows and not set(COLUMNS[:1] + ("rim_probability", "rim")) <= set(rows[0]):
+        raise InputError("predictions table lacks lesion_id, rim_probability or rim; is it a "
+                         "rimscope predict output?", path)
+    out, seen = [], set()
+    for n, r in enumerate(rows, start=2):
+        try:
+            lid = int(r["lesion_id"])
+            p = float(r["rim_probability"])
+            rim = int(float(r["rim"]))
+            vol = float(r.get("volume_mm3") or "nan")
+            cen = tuple(float(r.get(k) or "nan") for k in ("x_mm", "y_mm", "z_mm"))
+        except (TypeError, ValueError):
+            raise InputError(f"line {n}: lesion_id, rim_probability and rim must be numbers", path) from None
+        if lid < 1 or lid in seen or not (0.0 <= p <= 1.0) or rim not in (0, 1):
+            raise InputError(f"line {n}: lesion {lid}: ids must be unique positive integers, "
+                             "rim_probability in [0, 1] and rim 0 or 1", path)
+        seen.add(lid)
+        out.append(Prediction(subject, lid, p, rim, vol, cen, (r.get("flags") or "").strip()))
+    return out
+
+
+class Catalog:
+    """Cohort entries and predictions, indexed by ids; loads volumes on demand."""
+
+    def __init__(self, cohort, predictions, cache_size: int = 3):
+        self.entries = {e.subject: e for e in load_cohort(cohort)}
+        self.predictions_dir = Path(predictions)
+        if not self.predictions_dir.is_dir():
+            raise InputError("predictions folder not found; give the OUT folder of rimscope predict",
+                             self.predictions_dir)
+        self.lesions: dict[str, dict[int, Prediction]] = {}
+        missing = []
+        for sid in self.entries:
+            path = predictions_path(self.predictions_dir, sid)
+            if not path.exists():
+                missing.append(sid)
+                continue
+            self.lesions[sid] = {p.lesion_id: p for p in read_predictions(path, sid)}
+        if missing:
+            log.warning("no predictions for %d subject(s) (%s); they are left out of the review",
+                        len(missing), ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
+        if not any(self.lesions.values()):
+            raise InputError("no sub-<id>/sub-<id>_lesions.tsv for any subject of the cohort; run "
+                             "rimscope predict on this cohort first", self.predictions_dir)
+        self._cache: OrderedDict[str, Volumes] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lookups (ids only)
+    def get(self, subject: str, lesion_id: int) -> Prediction | None:
+        return self.lesions.get(subject, {}).get(lesion_id)
+
+    def all(self) -> list[Prediction]:
+        return [p for les in self.lesions.values() for p in les.values()]
+
+    def ordered(self, order: str) -> list[Prediction]:
+        """'probability' (highest first), 'uncertainty' (|p-0.5| smallest first) or 'subject'."""
+        items = self.all()
+        if order == "probability":
+            return sorted(items, key=lambda p: (-p.probability, p.subject, p.lesion_id))
+        if order == "uncertainty":
+            return sorted(items, key=lambda p: (abs(p.probability - 0.5), p.subject, p.lesion_id))
+        return sorted(items, key=lambda p: (p.subject, p.lesion_id))
+
+    # ------------------------------------------------------------ volumes
+    def volumes(self, subject: str) -> Volumes:
+        """Canonical arrays of a subject of the catalog (KeyError otherwise), cached."""
+        entry = self.entries[subject]
+        with self._lock:  # one load at a time: two views of a new subject must not load it twice
+            if subject in self._cache:
+                self._cache.move_to_end(subject)
+                return self._cache[subject]
+            from ..io import load_subject
+
+            s = load_subject(subject_id=subject, **entry.paths())
+            ids = frozenset(int(i) for i in np.unique(s.lesions) if i)
+            unknown = sorted(set(self.lesions.get(subject, {})) - ids)
+            if unknown:
+                log.warning("sub-%s: predictions name lesion(s) %s absent from the lesion mask; "
+                            "their views are refused", subject, unknown[:5])
+            vol = Volumes(s.qsm, s.flair, s.lesions, s.affine, np.asarray(s.zooms), ids)
+            self._cache[subject] = vol
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return vol
+
+
+def finite_or_none(x: float):
+    return None if x is None or not math.isfinite(x) else float(x)
