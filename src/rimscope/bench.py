@@ -11,7 +11,7 @@ TARGETS = {
     "io": ("rimscope.bench_io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
     "simulate": ("rimscope.simulate.bench", "time and peak memory per simulated subject; difficulty"),
     "models": ("rimscope.models.bench", "parameters, inference lesions/s, s per epoch, every model"),
-    "predict": ("rimscope.predict_bench", "end-to-end seconds and peak memory per subject"),
+    "predict": ("rimscope.inference_bench", "end-to-end seconds and peak memory per subject"),
 }
 
 

@@ -41,7 +41,8 @@ def score(pred_dir: Path, labels: dict) -> dict:
     """Lesion-level figures of the predictions against a {(subject, id): 0/1} reference."""
     from .evaluate.metrics import lesion_metrics
 
-    y, p, r = [], [], []
+    threshold = json.loads((pred_dir / "run.json").read_text())["model"]["threshold"]
+    y, p = [], []
     for tsv in sorted(pred_dir.glob("sub-*/sub-*_lesions.tsv")):
         sid = tsv.parent.name.removeprefix("sub-")
         for row in read_tsv(tsv):
@@ -49,9 +50,9 @@ def score(pred_dir: Path, labels: dict) -> dict:
             if key in labels:
                 y.append(labels[key])
                 p.append(float(row["rim_probability"]))
-                r.append(int(row["rim"]))
-    y, p, r = np.array(y), np.array(p), np.array(r)
-    return lesion_metrics(y, p, r)
+    y, p = np.array(y), np.array(p)
+    return {"n": int(y.size), "n_pos": int(y.sum()), "threshold": threshold,
+            **lesion_metrics(y, p, threshold)}
 
 
 def run(args) -> int:

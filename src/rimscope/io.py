@@ -52,7 +52,7 @@ class Subject:
 
     def to_original(self, array: np.ndarray) -> np.ndarray:
         """A canonical-grid array back on the original QSM voxel grid, voxel-exactly."""
-        return apply_ornt(array, nio.invert_ornt(self.ornt))
+        return apply_ornt(array, invert_ornt(self.ornt))
 
     def original_image(self, array: np.ndarray, dtype=None) -> nib.Nifti1Image:
         """Wrap a canonical-grid array as a NIfTI on the original QSM grid and header."""
@@ -129,6 +129,14 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
 
 def apply_ornt(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(nio.apply_orientation(array, ornt))
+
+
+def invert_ornt(ornt: np.ndarray) -> np.ndarray:
+    """The orientation transform that undoes `ornt` (a permutation with flips)."""
+    inv = np.zeros_like(ornt)
+    for i, (axis, flip) in enumerate(ornt):
+        inv[int(axis)] = (i, flip)
+    return inv
 
 
 def canonical_ornt(affine: np.ndarray) -> np.ndarray:

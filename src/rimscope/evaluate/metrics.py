@@ -6,7 +6,8 @@ exact ones DeLong and the CI bands use. tests/test_metrics.py checks every one a
 scikit-learn on random data with ties.
 
 Conventions: `y` is 0/1 (1 = Rim+), `p` a score where higher means more likely Rim+, `t` the
-operating threshold (`p >= t` is called Rim+).
+operating threshold (`p >= t` is called Rim+): a number, or one per lesion when out-of-fold
+predictions pool folds whose thresholds were each chosen inside their own training part.
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ def sensitivity_at_specificity(y, p, specificity: float = 0.9) -> float:
 def confusion(y, p, t: float) -> dict:
     """Counts at the operating threshold: tp, fp, tn, fn."""
     y, p = _arrays(y, p)
-    pred = p >= t
+    pred = p >= np.broadcast_to(np.asarray(t, float), p.shape)
     return {"tp": int((pred & (y == 1)).sum()), "fp": int((pred & (y == 0)).sum()),
             "tn": int((~pred & (y == 0)).sum()), "fn": int((~pred & (y == 1)).sum())}
 
@@ -180,11 +181,12 @@ def subject_counts(subjects, y, p, t: float) -> tuple[list, np.ndarray, np.ndarr
     """Per subject: (ids, true Rim+ count, predicted count at t, expected count = sum of p)."""
     subjects = np.asarray(subjects)
     y, p = _arrays(y, p)
-    ids = sorted(set(subjects.tolist()))
-    true = np.array([y[subjects == s].sum() for s in ids], float)
-    pred = np.array([(p[subjects == s] >= t).sum() for s in ids], float)
-    expected = np.array([p[subjects == s].sum() for s in ids], float)
-    return ids, true, pred, expected
+    call = p >= np.broadcast_to(np.asarray(t, float), p.shape)
+    ids, inv = np.unique(subjects, return_inverse=True)
+    true = np.bincount(inv, weights=y, minlength=ids.size).astype(float)
+    pred = np.bincount(inv, weights=call, minlength=ids.size).astype(float)
+    expected = np.bincount(inv, weights=p, minlength=ids.size).astype(float)
+    return ids.tolist(), true, pred, expected
 
 
 def spearman(a, b) -> float:
@@ -228,5 +230,6 @@ def fpr_by_kind(y, p, t: float, kinds) -> dict:
     out = {}
     for k in sorted(set(kinds[y == 0].tolist())):
         sel = (kinds == k) & (y == 0)
-        out[k] = {"n": int(sel.sum()), "fpr": float((p[sel] >= t).mean())}
+        call = p >= np.broadcast_to(np.asarray(t, float), p.shape)
+        out[k] = {"n": int(sel.sum()), "fpr": float(call[sel].mean())}
     return out

@@ -45,26 +45,6 @@ def grouped_folds(y, groups, n_folds: int = 5, repeats: int = 1, seed: int = 0) 
     return out
 
 
-def inner_split(y, groups, frac: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split a training part into (fit, validation) by patient for early stopping and threshold.
-
-    The validation patients never see the test fold: the operating threshold is chosen here.
-    Returns positions into `y`. With too few patients, validation is empty.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    y = np.asarray(y).astype(int)
-    groups = np.asarray(groups)
-    n_groups = len(set(groups.tolist()))
-    k = max(2, int(round(1 / frac)))
-    if n_groups < 4 or len(set(groups[y == 1].tolist())) < 2:
-        return np.arange(y.size), np.zeros(0, int)
-    k = min(k, n_groups)
-    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    fit, val = next(iter(sgkf.split(np.zeros(y.size), y, groups)))
-    return np.sort(fit), np.sort(val)
-
-
 def subsample_subjects(groups, y, n_subjects: int, seed: int = 0) -> np.ndarray:
     """Positions of the lesions of `n_subjects` patients drawn at random (for label efficiency),
     with at least one patient holding a Rim+ lesion when any exists."""

@@ -84,16 +84,15 @@ def bootstrap_samples(groups, n_boot: int, seed: int):
         yield np.concatenate([clusters[i] for i in pick])
 
 
-def bootstrap_ci(fn, y, p, groups, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile CI of `fn(y, p) -> dict of floats` under resampling of patients.
+def bootstrap_ci(fn, groups, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile CI of `fn(idx) -> dict of floats` (idx: lesion positions) over patient resamples.
 
     Resamples where a metric is undefined (e.g. no Rim+ lesion drawn) are skipped for that metric;
-    the number used is reported so a CI from few resamples is visible.
+    the number used is reported, and fewer than 20 usable resamples give no interval.
     """
-    y, p = np.asarray(y), np.asarray(p)
     draws: dict[str, list] = {}
     for idx in bootstrap_samples(groups, n_boot, seed):
-        for key, v in fn(y[idx], p[idx]).items():
+        for key, v in fn(idx).items():
             draws.setdefault(key, []).append(v)
     a = (1 - level) / 2
     out = {}

@@ -47,7 +47,7 @@ class Volumes:
     lesions: np.ndarray
     affine: np.ndarray
     zooms: np.ndarray
-    lesion_ids: frozenset = field(default_factory=frozenset)
+    centroids: dict = field(default_factory=dict)  # lesion id -> canonical voxel centroid
 
 
 def predictions_path(out: Path, subject: str) -> Path:
@@ -135,12 +135,14 @@ class Catalog:
             from ..io import load_subject
 
             s = load_subject(subject_id=subject, **entry.paths())
-            ids = frozenset(int(i) for i in np.unique(s.lesions) if i)
-            unknown = sorted(set(self.lesions.get(subject, {})) - ids)
+            from ..lesions import lesion_table
+
+            cents = {les.id: les.centroid_vox for les in lesion_table(s.lesions, s.affine)}
+            unknown = sorted(set(self.lesions.get(subject, {})) - set(cents))
             if unknown:
                 log.warning("sub-%s: predictions name lesion(s) %s absent from the lesion mask; "
                             "their views are refused", subject, unknown[:5])
-            vol = Volumes(s.qsm, s.flair, s.lesions, s.affine, np.asarray(s.zooms), ids)
+            vol = Volumes(s.qsm, s.flair, s.lesions, s.affine, np.asarray(s.zooms), cents)
             self._cache[subject] = vol
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

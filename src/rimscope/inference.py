@@ -53,8 +53,8 @@ def resolve_model(model=None, device: str = "cpu"):
 
 
 def _patch_config(model) -> PatchConfig:
-    cfg = getattr(model, "config", {}) or {}
-    return PatchConfig.from_dict(cfg["patch"]) if "patch" in cfg else PatchConfig()
+    """The model's own patch geometry (saved in its card): train and predict share it."""
+    return getattr(model, "patch_config", None) or PatchConfig()
 
 
 # ---------------------------------------------------------------- one subject

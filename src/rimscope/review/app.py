@@ -1,0 +1,245 @@
+"""The review web app: a token-guarded Starlette API over one catalog and one rating store.
+
+Why this shape: the server holds the volumes and the database; the page only asks for lesions by
+id, PNG views and rating writes. Every request needs the start-up token (query `?token=`, an
+`Authorization: Bearer` header, or the HttpOnly cookie set on the first visit), as Jupyter does,
+because any local process or web page could otherwise reach a 127.0.0.1 port. Static files come
+from a fixed table, never from a client-supplied path.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from http.cookies import SimpleCookie
+from importlib import resources
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import params as P
+from .results import MODEL, agreement, labels_tsv
+from .store import NAMES, RATINGS
+from .views import PLANES, max_offset, render
+
+log = logging.getLogger("rimscope")
+
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+ORDERS = ("uncertainty", "probability", "subject")
+MODALITIES = ("qsm", "flair")
+# default display windows: QSM in ppm, FLAIR normalised (brain median 0, robust range 1)
+WINDOWS = {"qsm": (-0.15, 0.15), "flair": (-0.6, 1.2)}
+WINDOW_LIMIT = 100.0
+MAX_BODY = 4096
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'"),
+]
+
+
+def cookie_name(scope) -> str:
+    """Cookies ignore ports: name the cookie by port so two servers on one host do not clash."""
+    server = scope.get("server") or ("", 0)
+    return f"rimscope_token_{server[1] or 0}"
+
+
+class TokenGuard:
+    """ASGI middleware: refuse (401) any request that does not carry the token."""
+
+    def __init__(self, app, token: str):
+        self.app, self.token = app, token.encode()
+
+    def _presented(self, scope) -> tuple[str | None, bool]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", "")
+        if auth.startswith("Bearer "):
+            return auth[7:].strip(), False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query:
+            return query["token"][0], True
+        jar = SimpleCookie()
+        try:
+            jar.load(headers.get("cookie", ""))
+        except Exception:  # a malformed cookie header is simply no token
+            return None, False
+        morsel = jar.get(cookie_name(scope))
+        return (morsel.value if morsel else None), False
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        token, from_query = self._presented(scope)
+        if token is None or not hmac.compare_digest(token.encode("utf-8", "replace"), self.token):
+            resp = PlainTextResponse("401: this rimscope review needs the token printed at start "
+                                     "(open the URL with ?token=...)", status_code=401)
+            return await resp(scope, receive, self._with_headers(send))
+        if from_query and scope["method"] == "GET" and scope["path"] == "/":
+            # first visit: keep the token in an HttpOnly cookie and drop it from the address bar
+            resp = RedirectResponse("/", status_code=303)
+            resp.set_cookie(cookie_name(scope), self.token.decode(), httponly=True, samesite="strict",
+                            path="/")
+            return await resp(scope, receive, self._with_headers(send))
+        return await self.app(scope, receive, self._with_headers(send))
+
+    @staticmethod
+    def _with_headers(send):
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
+            await send(message)
+        return wrapped
+
+
+def _static(name: str) -> bytes:
+    return resources.files("rimscope.review").joinpath("static", name).read_bytes()
+
+
+def create_app(catalog, store, token: str, default_rater: str = "rater") -> Starlette:
+    """The app; `catalog` (ids, volumes) and `store` (ratings) are the only state."""
+
+    async def index(request: Request):
+        P.only(request.query_params, set())
+        return Response(_static("index.html"), media_type="text/html; charset=utf-8")
+
+    async def static(request: Request):
+        P.only(request.query_params, set())
+        name = request.path_params["name"]
+        if name not in STATIC:  # a fixed table: the client's string never reaches the filesystem
+            P.bad("not found", 404)
+        return Response(_static(name), media_type=STATIC[name])
+
+    async def meta(request: Request):
+        P.only(request.query_params, set())
+        return JSONResponse({"default_rater": default_rater, "orders": list(ORDERS),
+                             "planes": list(PLANES), "modalities": list(MODALITIES),
+                             "windows": WINDOWS, "window_limit": WINDOW_LIMIT,
+                             "ratings": list(RATINGS), "n_lesions": len(catalog.all()),
+                             "subjects": sorted(catalog.lesions)})
+
+    def lesions(request: Request):
+        q = request.query_params
+        P.only(q, {"order", "rater"})
+        order = P.as_choice(q.get("order", "uncertainty"), "order", ORDERS)
+        rater = P.as_rater(q.get("rater", default_rater))
+        mine = {(r["subject"], r["lesion_id"]): r for r in store.latest() if r["rater"] == rater}
+        out = []
+        for p in catalog.ordered(order):
+            r = mine.get((p.subject, p.lesion_id))
+            out.append({"subject": p.subject, "lesion_id": p.lesion_id, "probability": p.probability,
+                        "rim": p.rim, "volume_mm3": _num(p.volume_mm3), "flags": p.flags,
+                        "rating": NAMES[r["rating"]] if r else None,
+                        "confidence": r["confidence"] if r else None})
+        return JSONResponse({"order": order, "rater": rater, "lesions": out})
+
+    def lesion(request: Request):
+        q = request.query_params
+        P.only(q, {"subject", "lesion_id"})
+        sid = P.as_subject(q.get("subject"), catalog)
+        pred = P.as_lesion(sid, q.get("lesion_id"), catalog)
+        vol = _volumes(sid, pred.lesion_id)
+        ratings = [{"rater": r["rater"], "rating": NAMES[r["rating"]], "confidence": r["confidence"],
+                    "ts": r["ts"]} for r in store.latest()
+                   if r["subject"] == sid and r["lesion_id"] == pred.lesion_id]
+        return JSONResponse({"subject": sid, "lesion_id": pred.lesion_id,
+                             "probability": pred.probability, "rim": pred.rim,
+                             "volume_mm3": _num(pred.volume_mm3), "flags": pred.flags,
+                             "max_offset": {pl: max_offset(vol.zooms, pl) for pl in PLANES},
+                             "zooms_mm": [round(float(z), 4) for z in vol.zooms], "ratings": ratings})
+
+    def view(request: Request):
+        q = request.query_params
+        P.only(q, {"subject", "lesion_id", "modality", "plane", "offset", "vmin", "vmax", "contour"})
+        sid = P.as_subject(q.get("subject"), catalog)
+        pred = P.as_lesion(sid, q.get("lesion_id"), catalog)
+        modality = P.as_choice(q.get("modality", "qsm"), "modality", MODALITIES)
+        plane = P.as_choice(q.get("plane", "axial"), "plane", tuple(PLANES))
+        lo, hi = WINDOWS[modality]
+        vmin = P.as_float(q.get("vmin", str(lo)), "vmin", -WINDOW_LIMIT, WINDOW_LIMIT)
+        vmax = P.as_float(q.get("vmax", str(hi)), "vmax", -WINDOW_LIMIT, WINDOW_LIMIT)
+        if not vmin < vmax:
+            P.bad("vmin must be below vmax")
+        contour = P.as_choice(q.get("contour", "1"), "contour", ("0", "1")) == "1"
+        vol = _volumes(sid, pred.lesion_id)
+        lim = max_offset(vol.zooms, plane)
+        offset = P.as_int(q.get("offset", "0"), "offset", -lim, lim)
+        image = vol.qsm if modality == "qsm" else vol.flair
+        png = render(image, vol.lesions, pred.lesion_id, vol.centroids[pred.lesion_id], vol.zooms,
+                     plane, offset, vmin, vmax, contour)
+        return Response(png, media_type="image/png")
+
+    async def rate(request: Request):
+        P.only(request.query_params, set())
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            P.bad("send the rating as application/json", 415)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            P.bad("request body too large", 413)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            P.bad("request body too large", 413)
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            P.bad("body is not valid JSON")
+        if not isinstance(data, dict):
+            P.bad("body must be a JSON object")
+        extra = set(data) - {"subject", "lesion_id", "rating", "rater", "confidence"}
+        if extra:
+            P.bad("unknown field(s) in body")
+        sid = P.as_subject(data.get("subject"), catalog)
+        pred = P.as_lesion(sid, data.get("lesion_id"), catalog)
+        rating = RATINGS[P.as_choice(data.get("rating"), "rating", tuple(RATINGS))]
+        rater = P.as_rater(data.get("rater", default_rater))
+        conf = data.get("confidence")
+        conf = None if conf is None else P.as_float(conf, "confidence", 0.0, 1.0)
+        from starlette.concurrency import run_in_threadpool
+
+        row = await run_in_threadpool(store.add, rater, sid, pred.lesion_id, rating, conf)
+        return JSONResponse(row)
+
+    def agree(request: Request):
+        P.only(request.query_params, set())
+        model = {(p.subject, p.lesion_id): p.rim for p in catalog.all()}
+        latest = store.latest()
+        return JSONResponse({"pairs": agreement(latest, model), "model": MODEL,
+                             "raters": sorted({r["rater"] for r in latest}),
+                             "n_ratings": len(latest)})
+
+    def export(request: Request):
+        P.only(request.query_params, set())
+        return Response(labels_tsv(store.latest()), media_type="text/tab-separated-values; charset=utf-8",
+                        headers={"content-disposition": 'attachment; filename="labels.tsv"'})
+
+    def _volumes(sid, lid):
+        try:
+            vol = catalog.volumes(sid)
+        except Exception as exc:  # a broken image on disk: say so once, do not crash the server
+            log.warning("sub-%s: cannot load volumes: %s", sid, exc)
+            raise HTTPException(500, detail=f"cannot load the images of sub-{sid}: {exc}") from None
+        if lid not in vol.centroids:
+            P.bad("this lesion id is not in the subject's lesion mask", 404)
+        return vol
+
+    async def on_http_error(request, exc: HTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    routes = [Route("/", index), Route("/static/{name}", static), Route("/api/meta", meta),
+              Route("/api/lesions", lesions), Route("/api/lesion", lesion), Route("/api/view", view),
+              Route("/api/rate", rate, methods=["POST"]), Route("/api/agreement", agree),
+              Route("/api/export", export)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
+    app.add_middleware(TokenGuard, token=token)
+    return app
+
+
+def _num(x):
+    import math
+
+    return float(x) if x is not None and math.isfinite(x) else None
