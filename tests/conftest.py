@@ -76,3 +76,53 @@ def subject_files(tmp_path):
         nib.save(nib.Nifti1Image(arr, aff), str(p))
         paths[role] = p
     return paths
+
+
+# ---------------------------------------------------------------- world-space phantom (oblique tests)
+
+PHANTOM_LESIONS = (  # world centre (mm), radius (mm), QSM amplitude (ppm)
+    ((-6.0, -5.0, -4.0), 4.0, 0.08),
+    ((7.0, 6.0, 3.0), 3.2, 0.05),
+)
+
+
+def phantom_on_grid(shape, affine):
+    """A smooth analytic subject evaluated at the voxel centres of any grid (oblique included):
+    the same world objects whatever the grid, so tests can compare orientations and obliquity.
+    Returns qsm (ppm), flair, binary lesion mask."""
+    ijk = np.indices(shape).reshape(3, -1).astype(float)
+    world = (affine[:3, :3] @ ijk + affine[:3, 3:4]).reshape((3, *shape))
+    r_brain = np.sqrt(((world / np.array([22.0, 24.0, 20.0])[:, None, None, None]) ** 2).sum(0))
+    brain = r_brain <= 1
+    qsm = 0.01 * np.sin(world[0] / 5.0) * brain
+    flair = 100.0 * brain + 5 * np.cos(world[1] / 7.0) * brain
+    mask = np.zeros(shape, np.uint8)
+    for centre, radius, amp in PHANTOM_LESIONS:
+        d2 = ((world - np.array(centre)[:, None, None, None]) ** 2).sum(0)
+        qsm = qsm + amp * np.exp(-d2 / (2 * 3.0 ** 2))
+        flair = flair + 60 * np.exp(-d2 / (2 * radius ** 2))
+        mask[d2 <= radius ** 2] = 1
+    return qsm.astype(np.float32) * brain, flair.astype(np.float32), mask
+
+
+def centred_affine(shape, codes="RAS", zooms=(1.0, 1.0, 1.0), rot_deg=0.0):
+    """make_affine with the origin chosen so the grid's centre sits at world (0, 0, 0)."""
+    aff = make_affine(codes, zooms, rot_deg)
+    centre_vox = (np.array(shape) - 1) / 2
+    aff[:3, 3] = -aff[:3, :3] @ centre_vox
+    return aff
+
+
+def write_nii(path, data, affine, qform_code=1, sform_code=1):
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_qform(affine, code=qform_code)
+    img.header.set_sform(affine, code=sform_code)
+    nib.save(img, str(path))
+    return path
+
+
+def write_subject(folder, arrays: dict, affine, prefix="sub-01"):
+    """Write role -> array NIfTIs (same affine) into folder; returns role -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {role: write_nii(folder / f"{prefix}_{role}.nii.gz", arr, affine)
+            for role, arr in arrays.items()}

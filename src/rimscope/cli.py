@@ -36,11 +36,16 @@ def _available(module: str) -> bool:
         return False
 
 
-def common_parent() -> argparse.ArgumentParser:
+def common_parent(defaults: bool = True) -> argparse.ArgumentParser:
+    """-q/-v/--debug, accepted before or after the command. On the sub-command their defaults
+    are suppressed, otherwise `rimscope -q validate ...` would have -q reset by the sub-parser."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars",
+                   **keep)
+    p.add_argument("-v", "--verbose", action="count", help="more log output",
+                   **({"default": 0} if defaults else keep))
+    p.add_argument("--debug", action="store_true", help="show tracebacks", **keep)
     return p
 
 
@@ -52,10 +57,16 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         if not _available(module):
             continue
-        p = sub.add_parser(name, help=help_, description=help_, parents=[common_parent()])
+        p = sub.add_parser(name, help=help_, description=help_,
+                               parents=[common_parent(defaults=False)])
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """Messages are promised on one line; a library's multi-line text is joined."""
+    return " ".join(str(exc).split())
 
 
 def main(argv=None) -> int:
@@ -84,6 +95,6 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         logging.getLogger("rimscope").debug("traceback", exc_info=True)
-        print(f"rimscope: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+        print(f"rimscope: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
               "traceback and report it)", file=sys.stderr)
         return 1

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+
+log = logging.getLogger("rimscope")
 
 REQUIRED = ("subject", "qsm", "flair", "lesions")
 NII = re.compile(r"\.nii(\.gz)?$")
@@ -28,38 +31,66 @@ class SubjectEntry:
         return out
 
 
-def load_cohort(path) -> list[SubjectEntry]:
-    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected."""
+def load_cohort(path, problems: list | None = None) -> list[SubjectEntry]:
+    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected.
+
+    With `problems` (a list), a subject whose files are missing is left out and
+    `(subject, InputError)` appended, so `validate` and batch runs go on with the others;
+    without it the first such problem raises. Cohort-wide problems (no such file, missing
+    columns, duplicate ids) always raise.
+    """
     path = Path(path)
     if path.is_dir():
-        return discover_bids(path)
+        return discover_bids(path, problems)
     if not path.exists():
         raise InputError("cohort not found; give a manifest (.csv/.tsv) or a BIDS folder", path)
-    return read_manifest(path)
+    return read_manifest(path, problems)
 
 
-def read_manifest(path) -> list[SubjectEntry]:
+def _delimiter(path: Path, first_line: str) -> str:
+    """Tab or comma, from the header line (a .csv that is really tab-separated still works)."""
+    if "\t" in first_line:
+        return "\t"
+    if "," in first_line:
+        return ","
+    return "," if path.suffix.lower() == ".csv" else "\t"
+
+
+def _report(problems: list | None, subject: str, err: InputError) -> None:
+    if problems is None:
+        raise err
+    problems.append((subject, err))
+
+
+def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
     path = Path(path)
-    delim = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh, delimiter=delim))
-            header = [h.strip() for h in (rows[0].keys() if rows else [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read manifest ({exc}); give a UTF-8 CSV or TSV", path) from None
-    if not rows:
-        raise InputError("manifest has no subjects; add rows subject,qsm,flair,lesions[,brainmask]", path)
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest ({type(exc).__name__}); give a UTF-8 CSV or TSV",
+                         path) from None
+    lines = text.splitlines()
+    delim = _delimiter(path, lines[0] if lines else "")
+    try:
+        reader = csv.DictReader(lines, delimiter=delim)
+        header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"cannot parse manifest ({exc}); give a UTF-8 CSV or TSV", path) from None
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         sep = "," if delim == "," else "<tab>"
         raise InputError(f"manifest lacks column(s) {', '.join(missing)}; its header must be "
-                         f"{sep.join(REQUIRED)}[{sep}brainmask]" + (" (is it tab-separated? name it .tsv)"
-                                                                    if len(header) == 1 else ""), path)
+                         f"{sep.join(REQUIRED)}[{sep}brainmask]", path)
+    if not rows:
+        raise InputError("manifest has no subjects; add rows subject,qsm,flair,lesions[,brainmask]",
+                         path)
     base = path.parent
     seen = {}
     out = []
     for n, row in enumerate(rows, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        row = {k: (v or "").strip() for k, v in row.items() if k}
         sid = row["subject"].removeprefix("sub-")
         if not sid:
             raise InputError(f"line {n}: empty subject id", path)
@@ -68,18 +99,22 @@ def read_manifest(path) -> list[SubjectEntry]:
                              "unique", path)
         seen[sid] = n
         files = {}
-        for col in ("qsm", "flair", "lesions", "brainmask"):
-            val = row.get(col, "")
-            if not val:
-                if col == "brainmask":
-                    continue
-                raise InputError(f"line {n}: subject {sid} has no {col} path", path)
-            p = Path(val)
-            p = p if p.is_absolute() else base / p
-            if not p.exists():
-                raise InputError(f"line {n}: {col} file of subject {sid} not found: {p}; paths are "
-                                 "relative to the manifest's folder", path)
-            files[col] = p
+        try:
+            for col in ("qsm", "flair", "lesions", "brainmask"):
+                val = row.get(col, "")
+                if not val:
+                    if col == "brainmask":
+                        continue
+                    raise InputError(f"line {n}: subject {sid} has no {col} path", path)
+                p = Path(val)
+                p = p if p.is_absolute() else base / p
+                if not p.exists():
+                    raise InputError(f"line {n}: {col} file of subject {sid} not found: {p}; paths "
+                                     "are relative to the manifest's folder", path)
+                files[col] = p
+        except InputError as err:
+            _report(problems, sid, err)
+            continue
         out.append(SubjectEntry(subject=sid, **files))
     return out
 
@@ -93,36 +128,54 @@ def _one(paths: list[Path], what: str, where: Path) -> Path | None:
     return paths[0]
 
 
-def discover_bids(root) -> list[SubjectEntry]:
-    """sub-*/[ses-*/]anat/*_Chimap.nii[.gz] + *_FLAIR, lesions from derivatives/*/ (mask or dseg)."""
+def _nii(folder: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in folder.glob(pattern + ".nii*") if NII.search(p.name))
+
+
+def discover_bids(root, problems: list | None = None) -> list[SubjectEntry]:
+    """sub-*/[ses-*/]anat/*_Chimap.nii[.gz] + *_FLAIR, lesions from derivatives/*/ (mask or dseg).
+
+    A Chimap or FLAIR missing from the raw folder is also looked for in derivatives/*/ at the
+    same place, where QSM pipelines (QSMxT, ...) write them.
+    """
     root = Path(root)
+    derivs = sorted(d for d in (root / "derivatives").glob("*") if d.is_dir())
+    rels = set()
+    for base in [root] + derivs:
+        rels |= {a.parent.relative_to(base) for a in base.glob("sub-*/anat") if a.is_dir()}
+        rels |= {a.parent.relative_to(base) for a in base.glob("sub-*/ses-*/anat") if a.is_dir()}
     out = []
-    for anat in sorted(root.glob("sub-*/anat")) + sorted(root.glob("sub-*/ses-*/anat")):
-        rel = anat.parent.relative_to(root)
+    for rel in sorted(rels):
         parts = rel.parts
         sid = parts[0].removeprefix("sub-") + (f"_{parts[1]}" if len(parts) > 1 else "")
-        chi = _one(sorted(p for p in anat.glob("*_Chimap.nii*") if NII.search(p.name)), "Chimap", anat)
-        if chi is None:
+        anat = root / rel / "anat"
+        in_derivs = [d / rel / "anat" for d in derivs]
+        try:
+            chi = _one(_nii(anat, "*_Chimap"), "Chimap", anat) or _one(
+                [p for d in in_derivs for p in _nii(d, "*_Chimap")], "Chimap", root / "derivatives")
+            if chi is None:
+                if anat.is_dir():
+                    log.warning("sub-%s has no *_Chimap.nii[.gz]; skipped", sid)
+                continue
+            flair = _one(_nii(anat, "*_FLAIR"), "FLAIR", anat) or _one(
+                [p for d in in_derivs for p in _nii(d, "*_FLAIR")], "FLAIR", root / "derivatives")
+            if flair is None:
+                raise InputError(f"no *_FLAIR.nii[.gz] for sub-{sid} (next to its Chimap); add it",
+                                 chi.parent)
+            les = [p for d in in_derivs for p in _nii(d, "*_desc-lesions_*")
+                   if re.search(r"_desc-lesions_(mask|dseg)\.nii(\.gz)?$", p.name)]
+            lesion = _one(les, "desc-lesions", root / "derivatives")
+            if lesion is None:
+                raise InputError(f"no derivatives/*/{rel.as_posix()}/anat/*_desc-lesions_mask.nii.gz "
+                                 f"for sub-{sid}; add the lesion mask there", root)
+            bms = [p for d in in_derivs for p in _nii(d, "*_desc-brain_mask")]
+            bm = _one(bms, "desc-brain_mask", root / "derivatives")
+        except InputError as err:
+            _report(problems, sid, err)
             continue
-        flair = _one(sorted(p for p in anat.glob("*_FLAIR.nii*") if NII.search(p.name)), "FLAIR", anat)
-        if flair is None:
-            raise InputError(f"no *_FLAIR.nii[.gz] beside the Chimap of sub-{sid}; add it", anat)
-        les = []
-        for deriv in sorted((root / "derivatives").glob("*")):
-            d = deriv / rel / "anat"
-            les += [p for p in sorted(d.glob("*_desc-lesions_*.nii*"))
-                    if re.search(r"_desc-lesions_(mask|dseg)\.nii(\.gz)?$", p.name)]
-        lesion = _one(les, "desc-lesions", root / "derivatives")
-        if lesion is None:
-            raise InputError(f"no derivatives/*/{rel}/anat/*_desc-lesions_mask.nii.gz for sub-{sid}; "
-                             "add the lesion mask there", root)
-        bms = []
-        for deriv in sorted((root / "derivatives").glob("*")):
-            bms += sorted((deriv / rel / "anat").glob("*_desc-brain_mask.nii*"))
-        out.append(SubjectEntry(subject=sid, qsm=chi, flair=flair, lesions=lesion,
-                                brainmask=_one(bms, "desc-brain_mask", root / "derivatives")))
-    if not out:
-        raise InputError("no sub-*/anat/*_Chimap.nii[.gz] found; is this a BIDS folder?", root)
+        out.append(SubjectEntry(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm))
+    if not out and not problems:
+        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] found; is this a BIDS folder?", root)
     return out
 
 
@@ -130,30 +183,43 @@ def read_labels(path) -> dict[tuple[str, int], int]:
     """Labels TSV `subject lesion_id rim` -> {(subject, lesion_id): 0/1}. Optional rater columns
     are allowed; with several raters per lesion the majority (ties to Rim+) is kept."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("labels file not found", path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh, delimiter="," if path.suffix.lower() == ".csv" else "\t"))
-    if not rows or not {"subject", "lesion_id", "rim"} <= set(rows[0].keys()):
-        raise InputError("labels need columns subject, lesion_id, rim (tab-separated)", path)
+    if not path.is_file():
+        raise InputError("labels file not found; give a TSV with columns subject, lesion_id, rim",
+                         path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        reader = csv.DictReader(lines, delimiter=_delimiter(path, lines[0] if lines else ""))
+        reader.fieldnames = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read labels ({type(exc).__name__}); give a UTF-8 TSV", path) from None
+    missing = [c for c in ("subject", "lesion_id", "rim") if c not in reader.fieldnames]
+    if missing:
+        raise InputError(f"labels lack column(s) {', '.join(missing)}; the header must be "
+                         "subject<tab>lesion_id<tab>rim", path)
     votes: dict[tuple[str, int], list[int]] = {}
     for n, r in enumerate(rows, start=2):
+        sid = (r.get("subject") or "").strip().removeprefix("sub-")
         try:
-            lid = int(r["lesion_id"])
-            rim = int(float(r["rim"]))
-        except (TypeError, ValueError):
+            lid = int((r.get("lesion_id") or "").strip())
+            rim = float((r.get("rim") or "").strip())
+        except ValueError:
             raise InputError(f"line {n}: lesion_id and rim must be integers", path) from None
+        if not sid:
+            raise InputError(f"line {n}: empty subject", path)
         if rim not in (0, 1):
-            raise InputError(f"line {n}: rim must be 0 or 1, got {rim}", path)
-        votes.setdefault((r["subject"].removeprefix("sub-"), lid), []).append(rim)
+            raise InputError(f"line {n}: rim must be 0 or 1, got {rim:g}", path)
+        votes.setdefault((sid, lid), []).append(int(rim))
     return {k: int(sum(v) * 2 >= len(v)) for k, v in votes.items()}
 
 
 def check_labels(labels: dict, lesion_ids: dict[str, set], path="labels") -> None:
     """Every labelled lesion must exist: a typo in an id silently shifts labels otherwise."""
-    for (sid, lid) in labels:
+    for (sid, lid) in sorted(labels):
         if sid not in lesion_ids:
             raise InputError(f"labels name subject {sid!r}, which is not in the cohort", path)
         if lid not in lesion_ids[sid]:
+            ids = sorted(lesion_ids[sid])
+            have = f"{len(ids)} lesions, ids {ids[0]}..{ids[-1]}" if ids else "no lesions"
             raise InputError(f"labels name lesion {lid} of subject {sid}, which does not exist "
-                             f"(ids 1..{max(lesion_ids[sid], default=0)}); check the lesion ids", path)
+                             f"(it has {have}); check the lesion ids", path)

@@ -24,8 +24,16 @@ def canonical_ornt(affine: np.ndarray) -> np.ndarray:
     return nio.io_orientation(affine)
 
 
+IDENTITY_ORNT = np.array([[0, 1], [1, 1], [2, 1]])
+
+
+def invert_ornt(ornt: np.ndarray) -> np.ndarray:
+    """The orientation transform that undoes `ornt` (canonical array -> original voxel order)."""
+    return nio.ornt_transform(IDENTITY_ORNT, ornt)
+
+
 def is_identity(ornt: np.ndarray) -> bool:
-    return bool(np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]))
+    return bool(np.array_equal(ornt, IDENTITY_ORNT))
 
 
 def apply_ornt(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:

@@ -1,39 +1,80 @@
-"""`rimscope validate`: check a whole cohort before a long run, one line per subject."""
+"""`rimscope validate COHORT`: check a whole cohort before a long run, one line per subject.
+
+Every subject is tried, so one run lists every problem of the cohort; a subject that cannot be
+used makes the exit code 2, and its line (and one line on stderr) names the file and the fix.
+"""
 from __future__ import annotations
 
 import sys
 
-from .cohort import load_cohort
+from .cohort import check_labels, load_cohort, read_labels
 from .errors import InputError
 from .io import load_subject
 from .lesions import lesion_table
 
+COLUMNS = ("subject", "lesions", "grid", "voxel_mm", "orientation", "units", "problems")
+
 
 def add_arguments(p) -> None:
-    p.add_argument("cohort", help="manifest (.csv/.tsv) or BIDS folder")
-    p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
+    p.add_argument("cohort", help="manifest (.csv/.tsv: subject,qsm,flair,lesions[,brainmask]) or "
+                                  "BIDS folder")
+    p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm",
+                   help="units of the QSM maps (default ppm)")
+    p.add_argument("--labels", default=None,
+                   help="labels TSV (subject, lesion_id, rim) to check against the lesions found")
+
+
+def _line(cells) -> str:
+    return "\t".join(str(c).replace("\t", " ") for c in cells)
+
+
+def subject_line(subject) -> tuple[list, set]:
+    """The table cells of one loaded subject, and its lesion ids."""
+    table = lesion_table(subject.lesions, subject.affine)
+    flags = sorted({f for les in table for f in les.flags})
+    info = subject.info
+    problems = list(subject.warnings)
+    if flags:
+        problems.append("lesions flagged: " + ", ".join(
+            f"{f} ({sum(f in les.flags for les in table)})" for f in flags))
+    units = (f"{info['qsm_units']} (looks like {info['units_guess']}; robust range "
+             f"{info['qsm_robust_range']:.3g} ppm)")
+    cells = [subject.id, len(table), "x".join(map(str, info["shape"])),
+             "x".join(f"{z:g}" for z in info["zooms_mm"]),
+             info["orientation"] + (" oblique" if info["oblique"] else ""), units,
+             "; ".join(problems) or "ok"]
+    return cells, {les.id for les in table}
 
 
 def run(args) -> int:
-    entries = load_cohort(args.cohort)
-    bad = 0
-    print("subject\tlesions\tgrid\tvoxel_mm\torientation\tunits\tproblems")
+    problems: list = []
+    entries = load_cohort(args.cohort, problems=problems)
+    labels = read_labels(args.labels) if args.labels else None
+    failures = list(problems)
+    print(_line(COLUMNS))
+    for sid, err in problems:
+        print(_line([sid, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]))
+    ids = {}
     for e in entries:
         try:
             s = load_subject(subject_id=e.subject, qsm_units=args.qsm_units, **e.paths())
-        except InputError as exc:
-            bad += 1
-            print(f"{e.subject}\t-\t-\t-\t-\t-\tUNUSABLE: {exc}")
+        except InputError as err:
+            failures.append((e.subject, err))
+            print(_line([e.subject, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]), flush=True)
             continue
-        table = lesion_table(s.lesions, s.affine)
-        flags = sorted({f for les in table for f in les.flags})
-        info = s.info
-        problems = "; ".join(s.warnings + ([f"lesions flagged: {', '.join(flags)}"] if flags else [])) or "ok"
-        print(f"{e.subject}\t{len(table)}\t{'x'.join(map(str, info['shape']))}\t"
-              f"{'x'.join(f'{z:g}' for z in info['zooms_mm'])}\t{info['orientation']}"
-              f"{' oblique' if info['oblique'] else ''}\t{info['qsm_units']} (range "
-              f"{info['qsm_robust_range']:.3g})\t{problems}")
-    if bad:
-        print(f"rimscope: {bad} of {len(entries)} subjects unusable", file=sys.stderr)
+        cells, ids[e.subject] = subject_line(s)
+        print(_line(cells), flush=True)
+        del s
+    for sid, err in failures:
+        print(f"rimscope: error: {err} (subject {sid})", file=sys.stderr)
+    if labels is not None:
+        failed = {sid for sid, _ in failures}
+        known = {k: y for k, y in labels.items() if k[0] not in failed}
+        check_labels(known, ids, args.labels)
+        print(f"labels: {len(known)} labelled lesions, all found", file=sys.stderr)
+    if failures:
+        total = len(entries) + len(problems)
+        if total > 1:
+            print(f"rimscope: {len(failures)} of {total} subjects unusable", file=sys.stderr)
         return 2
     return 0

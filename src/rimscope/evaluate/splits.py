@@ -21,10 +21,8 @@ class Fold:
     test: np.ndarray
 
 
-def grouped_folds(y, groups, n_folds: int = 5, repeats: int = 1, seed: int = 0) -> list[Fold]:
-    """Stratified group K-fold (sklearn StratifiedGroupKFold), one shuffled pass per repeat."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
+def check_folds(y, groups, n_folds: int) -> None:
+    """Refuse fold counts the labels cannot support (called before hours of patch extraction)."""
     y = np.asarray(y).astype(int)
     groups = np.asarray(groups)
     n_groups = len(set(groups.tolist()))
@@ -37,6 +35,15 @@ def grouped_folds(y, groups, n_folds: int = 5, repeats: int = 1, seed: int = 0) 
     if pos_groups < n_folds:
         raise InputError(f"only {pos_groups} subject(s) have a Rim+ lesion, fewer than --folds "
                          f"{n_folds}: some test folds would hold no Rim+ lesion; lower --folds")
+
+
+def grouped_folds(y, groups, n_folds: int = 5, repeats: int = 1, seed: int = 0) -> list[Fold]:
+    """Stratified group K-fold (sklearn StratifiedGroupKFold), one shuffled pass per repeat."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = np.asarray(y).astype(int)
+    groups = np.asarray(groups)
+    check_folds(y, groups, n_folds)
     out = []
     for r in range(repeats):
         sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed + 1000 * r)

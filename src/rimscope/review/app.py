@@ -194,7 +194,7 @@ def create_app(catalog, store, token: str, default_rater: str = "rater") -> Star
         if extra:
             P.bad("unknown field(s) in body")
         sid = P.as_subject(data.get("subject"), catalog)
-        pred = P.as_lesion(sid, data.get("lesion_id"), catalog)
+        pred = P.as_lesion(sid, data.get("lesion_id"), catalog, json=True)
         rating = RATINGS[P.as_choice(data.get("rating"), "rating", tuple(RATINGS))]
         rater = P.as_rater(data.get("rater", default_rater))
         conf = data.get("confidence")

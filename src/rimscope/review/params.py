@@ -34,9 +34,10 @@ def only(params, allowed: set) -> None:
         bad("a parameter is given twice")
 
 
-def as_int(value, name: str, lo: int, hi: int) -> int:
-    """An integer from a short decimal string (or a JSON int, never a bool) within [lo, hi]."""
-    if isinstance(value, bool):
+def as_int(value, name: str, lo: int, hi: int, json: bool = False) -> int:
+    """An integer within [lo, hi]: from a short decimal string (query), or, with `json`, a JSON
+    integer only (never a string, a float or a bool)."""
+    if isinstance(value, bool) or (json and not isinstance(value, int)):
         bad(f"{name} must be an integer")
     if isinstance(value, int):
         n = value
@@ -78,9 +79,9 @@ def as_subject(value, catalog) -> str:
     return value
 
 
-def as_lesion(subject: str, value, catalog):
+def as_lesion(subject: str, value, catalog, json: bool = False):
     """A (validated subject's) lesion id listed in its predictions."""
-    lid = as_int(value, "lesion_id", 1, MAX_LESION_ID)
+    lid = as_int(value, "lesion_id", 1, MAX_LESION_ID, json=json)
     pred = catalog.get(subject, lid)
     if pred is None:
         bad("no such lesion for this subject", 404)

@@ -69,7 +69,7 @@ class SimConfig:
     tkd_threshold: list = field(default_factory=lambda: [0.1, 0.25])
     cg_lambda: list = field(default_factory=lambda: [0.002, 0.02])
     cg_iterations: list = field(default_factory=lambda: [15, 30])
-    noise_ppm_1mm: list = field(default_factory=lambda: [0.004, 0.012])  # field noise at 1 mm³
+    noise_ppm_1mm: list = field(default_factory=lambda: [0.0008, 0.003])  # field noise at 1 mm³
     background_ppm: list = field(default_factory=lambda: [0.0, 0.03])  # residual background field
     mask_erode_mm: list = field(default_factory=lambda: [0.0, 2.5])
     reference: dict = field(default_factory=lambda: {"brain": 0.5, "csf": 0.3, "none": 0.2})

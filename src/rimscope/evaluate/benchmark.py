@@ -1,0 +1,149 @@
+"""`rimscope benchmark`: the reproducible headline run, simulate → pre-train → evaluate all models.
+
+One command, fixed seeds and a fixed profile, so anyone can rerun the numbers of BENCHMARK.md.
+The full profile is sized to finish within 60 minutes on 2 CPU cores; `--quick` is the same
+pipeline on a toy scale for CI (its numbers show the pipeline works, not how good a model is).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("rimscope")
+
+ALL_MODELS = "asymmetric,asymmetric-frodo,rimnet,qsm-only,concat,radiomics,rim-contrast"
+BASELINES = ("rimnet", "qsm-only", "concat", "radiomics", "rim-contrast", "asymmetric-frodo")
+
+PROFILES = {
+    "full": {"subjects": 48, "unlabeled": 16, "folds": 5, "repeats": 1, "bootstrap": 1000,
+             "sizes": "4,8,16,all", "train": ["epochs=12", "patience=4"], "pretrain": ["epochs=8"]},
+    "quick": {"subjects": 8, "unlabeled": 3, "folds": 3, "repeats": 1, "bootstrap": 100,
+              "sizes": "3,all", "train": ["epochs=1", "patience=1"], "pretrain": ["epochs=1"]},
+}
+TARGETS = {"roc_auc": 0.95, "sens_at_spec0.90": 0.90}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="folder for cohorts, evaluation and benchmark.md")
+    p.add_argument("--quick", action="store_true", help="toy-scale run for CI (a few minutes)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", type=int, default=None, help="override the profile's labelled subjects")
+    p.add_argument("--models", default=ALL_MODELS)
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra training option for every fit (overrides the profile)")
+    p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def _simulate(out: Path, n: int, seed: int, labelled: bool, quiet: bool) -> Path:
+    from ..simulate.cohort_writer import simulate_cohort
+    from ..simulate.config import load_config
+
+    simulate_cohort(out, n, seed, load_config(None), labelled=labelled, quiet=quiet, montage=False,
+                    command=f"rimscope simulate --out {out} --subjects {n} --seed {seed}"
+                            + ("" if labelled else " --unlabeled"))
+    return out / "manifest.tsv"
+
+
+def _evaluate_argv(args, prof: dict, lab: Path, unl: Path | None, out: Path) -> list[str]:
+    from .adapter import can_pretrain
+
+    argv = ["--cohort", str(lab), "--labels", str(lab.parent / "labels.tsv"), "--models", args.models,
+            "--folds", str(prof["folds"]), "--repeats", str(prof["repeats"]), "--out", str(out),
+            "--bootstrap", str(prof["bootstrap"]), "--seed", str(args.seed), "--device", args.device,
+            "--ablations", "--label-efficiency", "--sizes", prof["sizes"],
+            "--cache-dir", str(Path(args.out) / ".patch_cache")]
+    if unl is not None and can_pretrain():
+        argv += ["--pretrain-cohort", str(unl)]
+        for o in prof["pretrain"]:
+            argv += ["--pretrain-option", o]
+    for o in prof["train"] + list(args.option):
+        argv += ["--option", o]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if args.quiet:
+        argv.append("-q")
+    return argv
+
+
+def check_targets(summary: dict, reference: str = "asymmetric") -> list[dict]:
+    """The claims BENCHMARK.md must state as met or missed, never silently."""
+    v = summary["variants"]
+    out = []
+    if reference not in v:
+        return [{"claim": f"{reference} evaluated", "met": False, "value": None}]
+    m = v[reference]["metrics"]
+    for key, target in TARGETS.items():
+        out.append({"claim": f"{reference} {key} ≥ {target}", "met": bool(m[key] >= target), "value": m[key]})
+    for key in ("roc_auc", "pauc_fpr0.1"):
+        others = {n: e["metrics"][key] for n, e in v.items() if e["model"] in BASELINES and n != reference}
+        if others:
+            best = max(others, key=others.get)
+            out.append({"claim": f"{reference} ahead of every baseline on {key}",
+                        "met": bool(all(m[key] > x for x in others.values())), "value": m[key],
+                        "best_baseline": best, "best_baseline_value": others[best]})
+    return out
+
+
+def benchmark_markdown(command: str, prof_name: str, prof: dict, results: dict, targets: list[dict],
+                       timings: dict) -> str:
+    from .report import results_markdown
+
+    lines = [f"# rimscope benchmark ({prof_name} profile)\n",
+             f"Command: `{command}`\n",
+             f"Profile: `{json.dumps(prof)}`; device `{results['device']}`; "
+             f"torch threads {results.get('threads', '?')}.\n",
+             "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + "\n"]
+    if prof_name == "quick":
+        lines.append("**This is the --quick profile**: a toy cohort and 1 training epoch, to show the "
+                     "pipeline runs end to end. Its numbers say nothing about model quality.\n")
+    lines.append("## Targets\n")
+    for t in targets:
+        extra = (f" (best baseline {t['best_baseline']}: {t['best_baseline_value']:.3f})"
+                 if "best_baseline" in t else "")
+        val = "–" if t["value"] is None else f"{t['value']:.3f}"
+        lines.append(f"- {'MET' if t['met'] else 'MISSED'}: {t['claim']} — {val}{extra}")
+    lines.append("\n" + results_markdown(results).split("\n", 1)[1])
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> int:
+    from ..runtime import write_json_atomic, write_text_atomic
+    from . import cli as evaluate_cli
+
+    prof_name = "quick" if args.quick else "full"
+    prof = dict(PROFILES[prof_name])
+    if args.subjects:
+        prof["subjects"] = args.subjects
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+    t0 = time.time()
+    lab = _simulate(out / "cohort", prof["subjects"], args.seed, True, args.quiet)
+    unl = _simulate(out / "unlabeled", prof["unlabeled"], args.seed + 1, False, args.quiet)
+    timings["simulate"] = time.time() - t0
+    t1 = time.time()
+    ev_out = out / "evaluate"
+    parser = argparse.ArgumentParser(prog="rimscope evaluate")
+    evaluate_cli.add_arguments(parser)
+    argv = _evaluate_argv(args, prof, lab, unl, ev_out)
+    ev_args = parser.parse_args(argv)
+    ev_args.quiet, ev_args.verbose, ev_args.debug = args.quiet, 0, False
+    evaluate_cli.run(ev_args)
+    timings["evaluate"] = time.time() - t1
+    timings["total"] = time.time() - t0
+    results = json.loads((ev_out / "results.json").read_text())
+    import torch
+
+    results["threads"] = torch.get_num_threads()
+    targets = check_targets(results["summary"])
+    command = "rimscope " + " ".join(sys.argv[1:])
+    write_json_atomic(out / "benchmark.json", {"command": command, "profile": prof_name, "settings": prof,
+                                               "evaluate_argv": argv, "timings_s": timings, "targets": targets})
+    write_text_atomic(out / "benchmark.md", benchmark_markdown(command, prof_name, prof, results, targets, timings))
+    log.info("benchmark (%s) done in %.0f s: %s", prof_name, timings["total"], out / "benchmark.md")
+    return 0

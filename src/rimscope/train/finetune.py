@@ -1,0 +1,232 @@
+"""Fine-tuning any registered model on labelled lesions: `fit(...) -> RimModel`.
+
+Networks: focal (or logit-adjusted) loss on class-balanced batches, plus a supervised contrastive
+term on the projection head whose weight is learned (softplus(w), with the −½·log softplus(w)
+term of uncertainty weighting so the optimiser cannot simply switch it off), physics-aware
+augmentation, AdamW with cosine decay, early stopping on validation PR AUC, threshold chosen on
+validation. Each epoch is a pure function of (seed, epoch) — sampler, augmentation and dropout are
+re-seeded per epoch — so `resume` replays exactly what an uninterrupted run would have done.
+Classical models are fitted in one call and thresholded the same way.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..models.registry import NEURAL, build
+from ..runtime import progress, versions
+from . import checkpoint as ckpt
+from . import distributed as ddp
+from .augment import augment
+from .data import LesionData, subset
+from .losses import focal_loss, logit_adjusted_loss, supcon_loss
+from .operating import choose_threshold, summary
+from .sampling import epoch_indices
+
+log = logging.getLogger("rimscope")
+
+TRAIN_DEFAULTS = {
+    "epochs": 40, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1,
+    "loss": "focal", "gamma": 2.0, "sampler": "balanced", "supcon": True, "supcon_tau": 0.1,
+    "supcon_init": 0.1, "augment": True, "offset_ppm": 0.01, "patience": 10,
+    "threshold_rule": "sensitivity", "min_sensitivity": 0.9, "model": {},
+}
+
+
+def training_options(options: dict | None) -> dict:
+    options = dict(options or {})
+    unknown = set(options) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise InputError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}")
+    out = {**TRAIN_DEFAULTS, **options}
+    if out["loss"] not in ("focal", "logit-adjusted", "bce"):
+        raise InputError(f"loss {out['loss']!r} is not focal, logit-adjusted or bce")
+    return out
+
+
+def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, init=None, options=None,
+        seed: int = 0, device: str = "cpu", quiet: bool = True, out=None, resume: bool = False,
+        describe: dict | None = None):
+    """Fit `model_name` on the labelled lesions of `train`; early stopping and threshold on `val`.
+    `describe` (e.g. cohort and labels paths) is recorded in the card's training section."""
+    opts = training_options(options)
+    train = subset(train, train.y >= 0)
+    val = subset(val, val.y >= 0) if val is not None else None
+    if len(train) == 0 or len(np.unique(train.y)) < 2:
+        raise InputError("training needs labelled Rim+ and Rim- lesions; the labels give "
+                         f"{int((train.y == 1).sum())} Rim+ and {int((train.y == 0).sum())} Rim-")
+    record = {**(describe or {}), "model": model_name, "options": opts, "seed": seed, "n_train": len(train),
+              "n_train_pos": int((train.y == 1).sum()), "n_train_subjects": len(np.unique(train.subject)),
+              "n_val": len(val) if val is not None else 0,
+              "n_val_pos": int((val.y == 1).sum()) if val is not None else 0,
+              "n_val_subjects": len(np.unique(val.subject)) if val is not None else 0}
+    torch.manual_seed(seed)  # initial weights: same for every run with this seed, and on every rank
+    model = build(model_name, **opts["model"])
+    if model_name not in NEURAL:
+        return _fit_classical(model, train, val, opts, seed, record, out)
+    return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record)
+
+
+def _finish(model, val, opts, record, out, best_epoch=None):
+    if val is not None and len(val) and (val.y == 1).any():
+        p = model.predict_proba(val.x)
+        model.threshold = choose_threshold(val.y, p, opts["threshold_rule"], opts["min_sensitivity"])
+        metrics = {"validation": summary(val.y, p, model.threshold)}
+        rule = opts["threshold_rule"]
+    else:
+        log.warning("no validation Rim+ lesion: operating threshold left at 0.5")
+        model.threshold, metrics, rule = 0.5, {}, "default 0.5 (no validation Rim+)"
+    record.update(best_epoch=best_epoch, threshold_rule=rule, min_sensitivity=opts["min_sensitivity"])
+    model.card_extra = {"training": record, "metrics": metrics}
+    if out is not None and ddp.is_main():
+        model.save(out)
+    return model
+
+
+def _fit_classical(model, train, val, opts, seed, record, out):
+    model.fit_arrays(train.x, train.y, seed=seed)
+    return _finish(model, val, opts, record, out)
+
+
+def load_init(init) -> dict:
+    """`init`: a state dict, a pre-training output folder (encoder.pt + pretrain.json) or a model
+    folder (card.json + weights.pt)."""
+    if isinstance(init, dict):
+        return init["state"] if isinstance(init.get("state"), dict) else init
+    path = Path(init)
+    if (path / "encoder.pt").exists() or path.name == "encoder.pt":
+        f = path / "encoder.pt" if path.is_dir() else path
+        meta = f.parent / "pretrain.json"
+        if meta.exists():
+            from ..models.card import sha256_file
+
+            if json.loads(meta.read_text(encoding="utf-8")).get("encoder_sha256") != sha256_file(f):
+                raise InputError("pre-trained weights do not match pretrain.json (corrupted or "
+                                 "replaced); rerun `rimscope pretrain`", f)
+        try:
+            return torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot read pre-trained weights ({type(exc).__name__}); rerun "
+                             "`rimscope pretrain`", f) from None
+    from ..models.card import load_model
+
+    return load_model(path).state_dict()
+
+
+def _apply_init(net, state: dict) -> None:
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise InputError("the --init weights share no layer with this model; pre-train with the "
+                         "same --model and model options")
+    net.load_state_dict(usable, strict=False)
+    log.info("initialised %d/%d tensors from --init", len(usable), len(own))
+
+
+def _loss(out, y, opts, prior, w):
+    logit = out["logit"]
+    if opts["loss"] == "focal":
+        loss = focal_loss(logit, y, opts["gamma"])
+    elif opts["loss"] == "logit-adjusted":
+        loss = logit_adjusted_loss(logit, y, prior)
+    else:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y.float())
+    if opts["supcon"]:
+        s = torch.nn.functional.softplus(w)
+        loss = loss + s * supcon_loss(out["proj"], y, opts["supcon_tau"]) - 0.5 * torch.log(s)
+    return loss
+
+
+def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record):
+    rank, world, device = ddp.setup(device)
+    net = model.net
+    if init is not None:
+        _apply_init(net, load_init(init))
+        record["init"] = str(init) if not isinstance(init, dict) else "state dict"
+    net.to(device)
+    w0 = math.log(math.expm1(opts["supcon_init"]))
+    w = torch.nn.Parameter(torch.tensor(w0, device=device))
+    opt = torch.optim.AdamW([{"params": net.parameters()}, {"params": [w], "weight_decay": 0.0}],
+                            lr=opts["lr"], weight_decay=opts["weight_decay"])
+    epochs, bs = int(opts["epochs"]), int(opts["batch_size"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, (e + 1) / max(1, opts["warmup_epochs"]))
+                                              * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
+    prior = float((train.y == 1).mean()) if opts["sampler"] == "natural" else 0.5
+    fingerprint = json.dumps({k: record[k] for k in ("model", "options", "seed", "n_train", "n_val")},
+                             sort_keys=True, default=str)
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "best_state": None, "history": [], "stopped": False}
+    if resume and out is not None:
+        loaded = ckpt.load(out, fingerprint)
+        if loaded is not None:
+            net.load_state_dict(loaded["net"])
+            opt.load_state_dict(loaded["opt"])
+            sched.load_state_dict(loaded["sched"])
+            with torch.no_grad():
+                w.copy_(loaded["w"].to(device))
+            state = loaded["state"]
+            log.info("resuming after epoch %d", state["epoch"])
+    dnet = ddp.wrap(net, device, find_unused=not opts["supcon"])
+    xs_train = torch.from_numpy(train.x)
+    ys_train = torch.from_numpy(train.y)
+    bar = progress(range(state["epoch"], epochs), desc=f"train {model.name}", unit="epoch",
+                   quiet=quiet or rank != 0)
+    for epoch in bar:
+        if state["stopped"]:
+            break
+        t0 = time.time()
+        torch.manual_seed(seed * 7919 + epoch + 1)  # dropout
+        gen = torch.Generator().manual_seed(seed * 104729 + epoch)  # augmentation
+        idx = epoch_indices(train.y, epoch, seed, rank, world, opts["sampler"], bs)
+        dnet.train()
+        losses = []
+        for b in range(0, len(idx), bs):
+            bi = torch.from_numpy(idx[b:b + bs])
+            xb, yb = xs_train[bi], ys_train[bi]
+            if opts["augment"]:
+                xb = augment(xb, gen, opts["offset_ppm"])
+            xb, yb = xb.to(device), yb.to(device)
+            loss = _loss(dnet(xb), yb, opts, prior, w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if world > 1:  # w lives outside DDP: average its gradient by hand
+                torch.distributed.all_reduce(w.grad)
+                w.grad /= world
+            opt.step()
+            losses.append(float(loss.detach()))
+        sched.step()
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                 "supcon_weight": float(torch.nn.functional.softplus(w.detach())), "seconds": round(time.time() - t0, 2)}
+        if val is not None and len(val) and (val.y == 1).any() and (val.y == 0).any():
+            s = summary(val.y, model.predict_proba(val.x, device), 0.5)
+            entry.update(val_pr_auc=s["pr_auc"], val_roc_auc=s["roc_auc"])
+            score = s["pr_auc"]
+        else:
+            score = float(epoch)  # no validation: the last epoch wins
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1,
+                         best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        elif epoch + 1 - state["best_epoch"] >= opts["patience"]:
+            state["stopped"] = True
+        state["stopped"] = ddp.broadcast_flag(state["stopped"])
+        log.debug("epoch %s", entry)
+        if out is not None and rank == 0:
+            ckpt.save(out, fingerprint, net, opt, sched, w, state)
+        if state["stopped"]:
+            log.info("early stop after epoch %d (best %d)", epoch + 1, state["best_epoch"])
+            break
+    if state["best_state"] is not None:
+        net.load_state_dict(state["best_state"])
+    net.to("cpu").eval()
+    record.update(history=state["history"], epochs_run=state["epoch"], world_size=world, device=device,
+                  versions=versions())
+    ddp.barrier()
+    return _finish(model, val, opts, record, out, best_epoch=state["best_epoch"])

@@ -1,0 +1,152 @@
+"""Fine-tuning: overfitting capacity, exact resume, the CLI on a tiny on-disk cohort, DDP."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from rimscope.errors import InputError
+from rimscope.models.registry import MODELS
+from rimscope.models.synthetic import synthetic_patches
+from rimscope.train import checkpoint
+from rimscope.train.data import LesionData, inner_split
+from rimscope.train.finetune import fit
+from rimscope.train.operating import choose_threshold
+
+torch.set_num_threads(1)
+FAST = {"widths": [8, 16, 32, 32]}
+
+
+def data(n, seed, pos_frac=0.4):
+    x, y, s = synthetic_patches(n, seed=seed, pos_frac=pos_frac)
+    return LesionData(x, y, s, np.arange(n), np.ones(n), [[] for _ in range(n)])
+
+
+def auc(y, p):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, p)
+
+
+@pytest.mark.parametrize("name", ["asymmetric", "radiomics", "rim-contrast"])
+def test_overfits_16_lesions(name):
+    """Capacity check (a training-set figure on purpose): the model can fit 16 lesions."""
+    d = data(16, seed=5, pos_frac=0.5)
+    opts = {"epochs": 40, "batch_size": 16, "augment": False, "lr": 3e-3, "patience": 100,
+            "model": {**FAST, "dropout": 0.0} if name == "asymmetric" else {}}
+    m = fit(name, d, None, options=opts, seed=0)
+    assert auc(d.y, m.predict_proba(d.x)) == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["asymmetric-frodo", "rimnet", "qsm-only", "concat"])
+def test_overfits_16_lesions_other_networks(name):
+    d = data(16, seed=5, pos_frac=0.5)
+    opts = {"epochs": 60, "batch_size": 16, "augment": False, "lr": 3e-3, "patience": 100,
+            "model": {**FAST, "dropout": 0.0}}
+    m = fit(name, d, None, options=opts, seed=0)
+    assert auc(d.y, m.predict_proba(d.x)) == 1.0
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
+    tr, va = data(24, 1), data(12, 2)
+    opts = {"epochs": 4, "batch_size": 8, "model": FAST}
+    ref = fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "ref")
+    real_save = checkpoint.save
+
+    def crash_after_epoch_2(out, fp, net, opt, sched, w, state):
+        real_save(out, fp, net, opt, sched, w, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "run")
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert not (tmp_path / "run" / "card.json").exists()
+    resumed = fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "run", resume=True)
+    hist = resumed.card_extra["training"]["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert resumed.threshold == ref.threshold
+    # a different run must not silently continue from this checkpoint
+    with pytest.raises(InputError, match="different run"):
+        fit("asymmetric", tr, va, options={**opts, "lr": 1e-2}, seed=3, out=tmp_path / "run", resume=True)
+
+
+def test_threshold_is_highest_with_sensitivity_09():
+    y = np.array([1] * 10 + [0] * 5)
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.1, 0.2, 0.2, 0.5, 0.6, 0.05])
+    t = choose_threshold(y, p)
+    assert t == 0.3 and np.mean(p[y == 1] >= t) >= 0.9
+    assert choose_threshold(np.zeros(3), np.ones(3)) == 0.5
+
+
+def test_inner_split_is_grouped_and_stratified():
+    d = data(80, 4, pos_frac=0.15)
+    tr, va = inner_split(d, 0.25, seed=1)
+    assert not set(d.subject[tr]) & set(d.subject[va])
+    assert (d.y[va] == 1).any() and (d.y[tr] == 1).any()
+    assert 0.1 < va.mean() < 0.4
+
+
+def test_training_needs_both_classes():
+    d = data(8, 1)
+    d.y[:] = 0
+    with pytest.raises(InputError, match="Rim\\+"):
+        fit("asymmetric", d, None, options={"epochs": 1})
+
+
+def _cohort(tmp_path, n_subjects=4):
+    from conftest import tiny_subject
+
+    rows, labels = ["subject\tqsm\tflair\tlesions"], ["subject\tlesion_id\trim"]
+    for k in range(n_subjects):
+        qsm, flair, lab, _ = tiny_subject(seed=k)
+        sid = f"s{k}"
+        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", lab)):
+            nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / f"{sid}_{role}.nii.gz"))
+        rows.append(f"{sid}\t{sid}_qsm.nii.gz\t{sid}_flair.nii.gz\t{sid}_lesions.nii.gz")
+        for lid in np.unique(lab[lab > 0]):
+            labels.append(f"{sid}\t{lid}\t{int(lid % 2 == 0)}")
+    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "labels.tsv").write_text("\n".join(labels) + "\n")
+    return tmp_path / "manifest.tsv", tmp_path / "labels.tsv"
+
+
+def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
+    from rimscope.cli import main
+    from rimscope.models.card import load_model
+
+    manifest, labels = _cohort(tmp_path)
+    out = tmp_path / "model"
+    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(labels), "--out", str(out),
+               "--epochs", "1", "--val-frac", "0.5", "-o", "batch_size=4", "-o", "model.widths=[8,16,16,16]",
+               "-d", "cpu"])
+    assert rc == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["name"] == "asymmetric" and card["training"]["seed"] == 0
+    assert card["training"]["n_val_subjects"] == 2 and card["training"]["labels"] == str(labels)
+    assert set(card["training"]["val_subjects"]).isdisjoint(
+        {"s0", "s1", "s2", "s3"} - set(card["training"]["val_subjects"]))
+    model = load_model(out)
+    assert model.config["widths"] == [8, 16, 16, 16]
+    assert (out / "checkpoint.pt").exists()
+    (tmp_path / "bad.tsv").write_text("subject\tlesion_id\trim\ns0\t99\t1\n")
+    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(tmp_path / "bad.tsv"),
+               "--out", str(tmp_path / "m2"), "--epochs", "1"])
+    assert rc == 2 and "lesion 99" in capsys.readouterr().err
+
+
+def test_registry_names_are_all_trainable_by_cli_choice():
+    from rimscope.train import train_cli
+    import argparse
+
+    p = argparse.ArgumentParser()
+    train_cli.add_arguments(p)
+    for name in MODELS:
+        assert p.parse_args(["--cohort", "c", "--labels", "l", "--out", "o", "--model", name]).model == name
