@@ -26,17 +26,13 @@ def cohort(tmp_path_factory):
     return make_review_cohort(tmp_path_factory.mktemp("review"))
 
 
-@pytest.fixture
-def client(cohort, tmp_path):
-    from rimscope.review.app import create_app
-    from rimscope.review.catalog import Catalog
-    from rimscope.review.store import RatingStore
-
-    store = RatingStore(tmp_path / "ratings.sqlite")
-    app = create_app(Catalog(cohort["manifest"], cohort["predictions"]), store, TOKEN, "alice")
-    c = TestClient(app)
-    c.store = store
-    return c
+@pytest.fixture(scope="module")
+def client(cohort, tmp_path_factory):
+    """Shared by the tests that must write nothing (they check the store stays empty); tests that
+    write build their own with `_app`."""
+    c = _app(cohort, tmp_path_factory.mktemp("db"))
+    yield c
+    assert c.store.count() == 0
 
 
 ROUTES = ["/", "/static/app.js", "/api/meta", "/api/lesions", "/api/lesion?subject=01&lesion_id=1",
@@ -52,7 +48,8 @@ def test_every_route_needs_the_token(client, path):
     assert client.get(path, headers=AUTH).status_code == 200
 
 
-def test_post_needs_the_token_and_writes_nothing_without_it(client):
+def test_post_needs_the_token_and_writes_nothing_without_it(cohort, tmp_path):
+    client = _app(cohort, tmp_path)
     body = {"subject": "01", "lesion_id": 1, "rating": "rim+", "rater": "eve"}
     assert client.post("/api/rate", json=body).status_code == 401
     assert client.store.count() == 0
@@ -60,7 +57,8 @@ def test_post_needs_the_token_and_writes_nothing_without_it(client):
     assert client.store.count() == 1
 
 
-def test_first_visit_sets_a_cookie_and_drops_the_token_from_the_url(client):
+def test_first_visit_sets_a_cookie_and_drops_the_token_from_the_url(cohort, tmp_path):
+    client = _app(cohort, tmp_path)  # its own: the cookie it keeps must not reach other tests
     r = client.get(f"/?token={TOKEN}", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/"
     cookie = r.headers["set-cookie"]
@@ -183,7 +181,8 @@ def test_lesions_are_ordered_by_probability_or_uncertainty(client):
     assert client.get("/api/lesions?order=random", headers=AUTH).status_code == 400
 
 
-def test_ratings_export_and_agreement(client):
+def test_ratings_export_and_agreement(cohort, tmp_path):
+    client = _app(cohort, tmp_path)
     from rimscope.cohort import check_labels, read_labels
 
     def rate(sid, lid, rating, rater, conf=1.0):
@@ -255,3 +254,58 @@ def test_views_are_radiological_and_square_in_mm():
     assert r.mean() < 160 and len(set(r)) == 16  # superior on top; a 2 mm voxel spans 16 rows
     sag, inside = sample_plane(vol, c, z, "sagittal", 5)  # 5 voxels to the right: x = 15
     assert (sag == 1).any() and not inside.all()
+
+
+def _app(cohort, tmp_path, **kw):
+    from rimscope.review.app import create_app
+    from rimscope.review.catalog import Catalog
+    from rimscope.review.store import RatingStore
+
+    store = RatingStore(tmp_path / "r.sqlite")
+    c = TestClient(create_app(Catalog(cohort["manifest"], cohort["predictions"]), store, TOKEN, "alice", **kw))
+    c.store = store
+    return c
+
+
+def test_blind_review_hides_the_model_and_other_raters(cohort, tmp_path):
+    c = _app(cohort, tmp_path, blind=True)
+    c.store.add("bob", "01", 1, 1, 1.0)
+    assert c.get("/api/meta", headers=AUTH).json()["blind"] is True
+    listing = c.get("/api/lesions", headers=AUTH).json()
+    assert listing["order"] == "subject"
+    assert all("probability" not in x and "rim" not in x for x in listing["lesions"])
+    one = c.get("/api/lesion?subject=01&lesion_id=1", headers=AUTH).json()
+    assert "probability" not in one and one["ratings"] == []
+    assert c.get("/api/agreement", headers=AUTH).status_code == 403
+    r = c.post("/api/rate", json={"subject": "01", "lesion_id": 1, "rating": "rim-"}, headers=AUTH)
+    assert r.status_code == 200 and c.store.count() == 2
+    seen = _app(cohort, tmp_path / "x").get("/api/lesion?subject=01&lesion_id=1", headers=AUTH).json()
+    assert "probability" in seen  # not blind: shown
+
+
+def test_a_predicted_lesion_absent_from_the_mask_is_refused(tmp_path):
+    cohort = make_review_cohort(tmp_path / "c")
+    tsv = cohort["predictions"] / "sub-01" / "sub-01_lesions.tsv"
+    tsv.write_text(tsv.read_text() + "9\t10\t10\t1\t1\t1\t0.5\t1\t\n")
+    c = _app(cohort, tmp_path)
+    assert c.get("/api/lesion?subject=01&lesion_id=9", headers=AUTH).status_code == 404
+    r = c.post("/api/rate", json={"subject": "01", "lesion_id": 9, "rating": "rim+"}, headers=AUTH)
+    assert r.status_code == 404 and c.store.count() == 0
+
+
+@pytest.mark.parametrize("row, message", [
+    ("7\t10\t10\t1\t1\t1\t1.5\t1\t", r"rim_probability must lie in \[0, 1\]"),
+    ("7\t10\t10\t1\t1\t1\t0.5\t2\t", "rim be 0 or 1"),
+    ("x\t10\t10\t1\t1\t1\t0.5\t1\t", "must be numbers"),
+    ("1\t10\t10\t1\t1\t1\t0.5\t1\t", "unique"),  # lesion 1 twice
+])
+def test_broken_predictions_tables_are_refused_in_one_line(tmp_path, row, message):
+    from rimscope.errors import InputError
+    from rimscope.review.catalog import Catalog
+
+    cohort = make_review_cohort(tmp_path / "c")
+    tsv = cohort["predictions"] / "sub-02" / "sub-02_lesions.tsv"
+    tsv.write_text(tsv.read_text() + row + "\n")
+    with pytest.raises(InputError, match=message) as err:
+        Catalog(cohort["manifest"], cohort["predictions"])
+    assert "sub-02_lesions.tsv" in str(err.value) and "\n" not in str(err.value)

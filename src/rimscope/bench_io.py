@@ -36,7 +36,9 @@ def synthetic_subject(folder, shape=SHAPE, n_lesions=N_LESIONS, seed=0) -> dict:
     flair = (300 + 20 * rng.standard_normal(shape, dtype=np.float32)) * brain
     mask = np.zeros(shape, np.uint8)
     placed = []
-    while len(placed) < n_lesions:
+    for _ in range(100 * n_lesions):
+        if len(placed) == n_lesions:
+            break
         centre = c + (rng.uniform(-0.6, 0.6, 3) * radii)
         if any(np.linalg.norm(centre - p) < 14 for p in placed):
             continue
@@ -50,6 +52,8 @@ def synthetic_subject(folder, shape=SHAPE, n_lesions=N_LESIONS, seed=0) -> dict:
         mask[win] |= ball.astype(np.uint8)
         flair[win] += 200 * ball
         qsm[win] += 0.05 * ball
+    if len(placed) < n_lesions:
+        raise ValueError(f"cannot place {n_lesions} separate lesions in a {shape} volume")
     aff = np.diag([1.0, 1.0, 1.0, 1.0])
     aff[:3, 3] = -(np.array(shape) / 2)
     paths = {}
@@ -74,18 +78,20 @@ def measure(paths: dict, repeats: int) -> dict:
     from .io import load_subject
     from .patches import PatchConfig, extract_patches
 
-    load_t, patch_t = [], []
-    n = 0
+    res = {"load_subject": [], "extract_patches": [], "load_subject_cpu": [],
+           "extract_patches_cpu": [], "n_lesions": 0}
     for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         subject = load_subject(subject_id="bench", **paths)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         ps = extract_patches(subject, PatchConfig())
-        t2 = time.perf_counter()
-        load_t.append(t1 - t0)
-        patch_t.append(t2 - t1)
-        n = len(ps)
-    return {"load_subject": load_t, "extract_patches": patch_t, "n_lesions": n}
+        t2, c2 = time.perf_counter(), time.process_time()
+        res["load_subject"].append(t1 - t0)
+        res["extract_patches"].append(t2 - t1)
+        res["load_subject_cpu"].append(c1 - c0)
+        res["extract_patches_cpu"].append(c2 - c1)
+        res["n_lesions"] = len(ps)
+    return res
 
 
 def run(args) -> int:
@@ -97,13 +103,13 @@ def run(args) -> int:
         res = measure(paths, repeats)
     print(f"rimscope bench io: synthetic subject {'x'.join(map(str, SHAPE))}, {res['n_lesions']} "
           f"lesions, {repeats} repeats (written in {t_write:.1f} s)")
-    print(f"{'step':<18}{'median_s':>10}{'min_s':>8}{'max_s':>8}{'target_s':>10}  ok")
-    ok_all = True
+    print(f"{'step':<18}{'median_s':>10}{'min_s':>8}{'max_s':>8}{'cpu_s':>8}{'target_s':>10}  ok")
     for step in ("load_subject", "extract_patches"):
         t = res[step]
         ok = statistics.median(t) <= TARGETS_S[step]
-        ok_all &= ok
         print(f"{step:<18}{statistics.median(t):>10.3f}{min(t):>8.3f}{max(t):>8.3f}"
-              f"{TARGETS_S[step]:>10.1f}  {'yes' if ok else 'NO'}")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+              f"{statistics.median(res[step + '_cpu']):>8.3f}{TARGETS_S[step]:>10.1f}  "
+              f"{'yes' if ok else 'NO'}")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB   (wall seconds; cpu_s = process CPU time, which "
+          "other jobs on the machine do not inflate)")
     return 0

@@ -5,6 +5,7 @@ used makes the exit code 2, and its line (and one line on stderr) names the file
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 from .cohort import check_labels, load_cohort, read_labels
@@ -12,6 +13,7 @@ from .errors import InputError
 from .io import load_subject
 from .lesions import lesion_table
 
+log = logging.getLogger("rimscope")
 COLUMNS = ("subject", "lesions", "grid", "voxel_mm", "orientation", "units", "problems")
 
 
@@ -52,8 +54,6 @@ def run(args) -> int:
     labels = read_labels(args.labels) if args.labels else None
     failures = list(problems)
     print(_line(COLUMNS))
-    for sid, err in problems:
-        print(_line([sid, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]))
     ids = {}
     for e in entries:
         try:
@@ -65,13 +65,15 @@ def run(args) -> int:
         cells, ids[e.subject] = subject_line(s)
         print(_line(cells), flush=True)
         del s
+    for sid, err in problems:  # subjects whose files are missing: listed after the others
+        print(_line([sid, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]))
     for sid, err in failures:
         print(f"rimscope: error: {err} (subject {sid})", file=sys.stderr)
     if labels is not None:
         failed = {sid for sid, _ in failures}
         known = {k: y for k, y in labels.items() if k[0] not in failed}
         check_labels(known, ids, args.labels)
-        print(f"labels: {len(known)} labelled lesions, all found", file=sys.stderr)
+        log.info("labels: %d labelled lesions, all found", len(known))
     if failures:
         total = len(entries) + len(problems)
         if total > 1:

@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pretrain-cohort", default=None,
                    help="separate UNLABELED cohort for self-supervised pre-training (never the labelled one)")
+    p.add_argument("--wm-per-subject", type=int, default=20,
+                   help="white-matter patches per unlabeled subject added to pre-training (0: lesions only)")
     p.add_argument("--pretrain-option", action="append", default=[], metavar="KEY=VALUE",
                    help="pre-training option (see `rimscope pretrain`)")
     p.add_argument("--label-efficiency", action="store_true",
@@ -104,6 +106,7 @@ def read_truth(path) -> tuple[dict, dict]:
 
 
 def run(args) -> int:
+    import numpy as np
     import torch
 
     from ..cohort import load_cohort, read_labels
@@ -153,12 +156,17 @@ def run(args) -> int:
         check_separate(entries, unl_entries, args.pretrain_cohort)
         if not adapter.can_pretrain():
             raise InputError("--pretrain-cohort needs rimscope.train.pretrain, missing from this build")
-        unl = load_lesion_data(unl_entries, None, config, cache_dir=cache, quiet=args.quiet)
+        unl = load_lesion_data(unl_entries, None, config, cache_dir=cache, quiet=args.quiet).x
+        if args.wm_per_subject > 0:
+            from ..train.wm_patches import cohort_wm_patches
+
+            unl = np.concatenate([unl, cohort_wm_patches(unl_entries, args.wm_per_subject, config,
+                                                         seed=args.seed, quiet=args.quiet)])
         need = {m for m in models if m in crossval.PRETRAINABLE}
         if args.ablations or args.label_efficiency:
             need.add(crossval.REFERENCE)
         for m in sorted(need):
-            log.info("pre-training %s on %d unlabeled lesions", m, len(unl))
+            log.info("pre-training %s on %d unlabeled patches (lesions + white matter)", m, len(unl))
             inits[m] = adapter.pretrain_init(m, unl, options=pre_options, seed=args.seed, device=device,
                                              quiet=args.quiet)
     variants = crossval.plan_variants(models, bool(inits), args.ablations)
@@ -175,7 +183,7 @@ def run(args) -> int:
     le_rows = []
     if sizes:
         le_rows = crossval.run_label_efficiency(data, sizes, folds=args.folds, seed=args.seed,
-                                                init=inits.get(crossval.REFERENCE),
+                                                init=inits.get(crossval.REFERENCE), options=options,
                                                 device=device, quiet=args.quiet)
         write_tsv_atomic(out / "label_efficiency.tsv", le_rows, LE_COLUMNS)
 

@@ -111,8 +111,8 @@ def run_crossval(data, variants: list[Variant], *, folds: int = 5, repeats: int 
 
 
 def run_label_efficiency(data, sizes: list[int], *, model: str = REFERENCE, folds: int = 5,
-                         seed: int = 0, init=None, fit_fn=None, device: str = "cpu",
-                         quiet: bool = False) -> list[dict]:
+                         seed: int = 0, init=None, options: dict | None = None, fit_fn=None,
+                         device: str = "cpu", quiet: bool = False) -> list[dict]:
     """AUC against the number of labelled training subjects, with and without pre-training.
 
     For each outer fold (first repeat), n training patients are drawn from that fold's training
@@ -129,7 +129,7 @@ def run_label_efficiency(data, sizes: list[int], *, model: str = REFERENCE, fold
     jobs = [(f, n, pre) for f in fl for n in sizes for pre in arms]
     for f, n, pre in progress(jobs, desc="label efficiency", unit="fit", quiet=quiet):
         tr = f.train[subsample_subjects(data.subject[f.train], data.y[f.train], n, seed=seed + f.fold + 7 * n)]
-        v = Variant(model, model, pretrained=pre)
+        v = Variant(model, model, pretrained=pre, options=dict(options or {}))
         p, t, _ = _fit_and_score(v, data, tr, f.test, init=init, fit_fn=fit_fn, seed=seed + f.fold,
                                  device=device, quiet=quiet)
         n_used = len(set(data.subject[tr].tolist()))

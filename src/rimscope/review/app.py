@@ -16,6 +16,7 @@ from importlib import resources
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -28,11 +29,12 @@ from .views import PLANES, max_offset, render
 
 log = logging.getLogger("rimscope")
 
-STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
 ORDERS = ("uncertainty", "probability", "subject")
 MODALITIES = ("qsm", "flair")
 # default display windows: QSM in ppm, FLAIR normalised (brain median 0, robust range 1)
-WINDOWS = {"qsm": (-0.15, 0.15), "flair": (-0.6, 1.2)}
+WINDOWS = {"qsm": (-0.1, 0.1), "flair": (-0.6, 1.2)}  # +-100 ppb: rims are +20..80 ppb
 WINDOW_LIMIT = 100.0
 MAX_BODY = 4096
 SECURITY_HEADERS = [
@@ -101,8 +103,12 @@ def _static(name: str) -> bytes:
     return resources.files("rimscope.review").joinpath("static", name).read_bytes()
 
 
-def create_app(catalog, store, token: str, default_rater: str = "rater") -> Starlette:
-    """The app; `catalog` (ids, volumes) and `store` (ratings) are the only state."""
+def create_app(catalog, store, token: str, default_rater: str = "rater", blind: bool = False) -> Starlette:
+    """The app; `catalog` (ids, volumes) and `store` (ratings) are the only state.
+
+    `blind` hides the model's probability and call, other raters' ratings and the agreement table,
+    so that ratings meant to measure agreement are independent of them.
+    """
 
     async def index(request: Request):
         P.only(request.query_params, set())
@@ -120,22 +126,23 @@ def create_app(catalog, store, token: str, default_rater: str = "rater") -> Star
         return JSONResponse({"default_rater": default_rater, "orders": list(ORDERS),
                              "planes": list(PLANES), "modalities": list(MODALITIES),
                              "windows": WINDOWS, "window_limit": WINDOW_LIMIT,
-                             "ratings": list(RATINGS), "n_lesions": len(catalog.all()),
+                             "ratings": list(RATINGS), "n_lesions": len(catalog.all()), "blind": blind,
                              "subjects": sorted(catalog.lesions)})
 
     def lesions(request: Request):
         q = request.query_params
         P.only(q, {"order", "rater"})
-        order = P.as_choice(q.get("order", "uncertainty"), "order", ORDERS)
+        order = P.as_choice(q.get("order", "subject" if blind else "uncertainty"), "order", ORDERS)
         rater = P.as_rater(q.get("rater", default_rater))
         mine = {(r["subject"], r["lesion_id"]): r for r in store.latest() if r["rater"] == rater}
         out = []
         for p in catalog.ordered(order):
             r = mine.get((p.subject, p.lesion_id))
-            out.append({"subject": p.subject, "lesion_id": p.lesion_id, "probability": p.probability,
-                        "rim": p.rim, "volume_mm3": _num(p.volume_mm3), "flags": p.flags,
-                        "rating": NAMES[r["rating"]] if r else None,
-                        "confidence": r["confidence"] if r else None})
+            item = {"subject": p.subject, "lesion_id": p.lesion_id, "probability": p.probability,
+                    "rim": p.rim, "volume_mm3": _num(p.volume_mm3), "flags": p.flags,
+                    "rating": NAMES[r["rating"]] if r else None,
+                    "confidence": r["confidence"] if r else None}
+            out.append(_blinded(item) if blind else item)
         return JSONResponse({"order": order, "rater": rater, "lesions": out})
 
     def lesion(request: Request):
@@ -147,11 +154,11 @@ def create_app(catalog, store, token: str, default_rater: str = "rater") -> Star
         ratings = [{"rater": r["rater"], "rating": NAMES[r["rating"]], "confidence": r["confidence"],
                     "ts": r["ts"]} for r in store.latest()
                    if r["subject"] == sid and r["lesion_id"] == pred.lesion_id]
-        return JSONResponse({"subject": sid, "lesion_id": pred.lesion_id,
-                             "probability": pred.probability, "rim": pred.rim,
-                             "volume_mm3": _num(pred.volume_mm3), "flags": pred.flags,
-                             "max_offset": {pl: max_offset(vol.zooms, pl) for pl in PLANES},
-                             "zooms_mm": [round(float(z), 4) for z in vol.zooms], "ratings": ratings})
+        item = {"subject": sid, "lesion_id": pred.lesion_id, "probability": pred.probability,
+                "rim": pred.rim, "volume_mm3": _num(pred.volume_mm3), "flags": pred.flags,
+                "max_offset": {pl: max_offset(vol.zooms, pl) for pl in PLANES},
+                "zooms_mm": [round(float(z), 4) for z in vol.zooms], "ratings": ratings}
+        return JSONResponse(_blinded(item) if blind else item)
 
     def view(request: Request):
         q = request.query_params
@@ -199,13 +206,15 @@ def create_app(catalog, store, token: str, default_rater: str = "rater") -> Star
         rater = P.as_rater(data.get("rater", default_rater))
         conf = data.get("confidence")
         conf = None if conf is None else P.as_float(conf, "confidence", 0.0, 1.0)
-        from starlette.concurrency import run_in_threadpool
-
+        # a label must name a lesion of the mask (check_labels refuses it otherwise)
+        await run_in_threadpool(_volumes, sid, pred.lesion_id)
         row = await run_in_threadpool(store.add, rater, sid, pred.lesion_id, rating, conf)
         return JSONResponse(row)
 
     def agree(request: Request):
         P.only(request.query_params, set())
+        if blind:
+            P.bad("agreement is hidden in a blind review; export the labels or restart without --blind", 403)
         model = {(p.subject, p.lesion_id): p.rim for p in catalog.all()}
         latest = store.latest()
         return JSONResponse({"pairs": agreement(latest, model), "model": MODEL,
@@ -237,6 +246,14 @@ def create_app(catalog, store, token: str, default_rater: str = "rater") -> Star
     app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
     app.add_middleware(TokenGuard, token=token)
     return app
+
+
+def _blinded(item: dict) -> dict:
+    """Without what could sway a rater: the model's output and other raters' calls."""
+    out = {k: v for k, v in item.items() if k not in ("probability", "rim")}
+    if "ratings" in out:
+        out["ratings"] = []
+    return out
 
 
 def _num(x):

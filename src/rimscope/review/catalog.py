@@ -73,9 +73,12 @@ def read_predictions(path: Path, subject: str) -> list[Prediction]:
             cen = tuple(float(r.get(k) or "nan") for k in ("x_mm", "y_mm", "z_mm"))
         except (TypeError, ValueError):
             raise InputError(f"line {n}: lesion_id, rim_probability and rim must be numbers", path) from None
-        if lid < 1 or lid in seen or not (0.0 <= p <= 1.0) or rim not in (0, 1):
-            raise InputError(f"line {n}: lesion {lid}: ids must be unique positive integers, "
-                             "rim_probability in [0, 1] and rim 0 or 1", path)
+        if lid < 1 or lid in seen:
+            raise InputError(f"line {n}: lesion_id {lid} is not a new positive integer; ids must be "
+                             "unique", path)
+        if not 0.0 <= p <= 1.0 or rim not in (0, 1):
+            raise InputError(f"line {n}: lesion {lid}: rim_probability must lie in [0, 1] and rim be "
+                             "0 or 1", path)
         seen.add(lid)
         out.append(Prediction(subject, lid, p, rim, vol, cen, (r.get("flags") or "").strip()))
     return out
@@ -121,7 +124,7 @@ class Catalog:
         if order == "probability":
             return sorted(items, key=lambda p: (-p.probability, p.subject, p.lesion_id))
         if order == "uncertainty":
-            return sorted(items, key=lambda p: (abs(p.probability - 0.5), p.subject, p.lesion_id))
+            return sorted(items, key=lambda p: (round(abs(p.probability - 0.5), 9), p.subject, p.lesion_id))
         return sorted(items, key=lambda p: (p.subject, p.lesion_id))
 
     # ------------------------------------------------------------ volumes

@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
                    "machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--db", default=None, help=f"SQLite file of ratings (default PREDICTIONS/{DB_NAME})")
+    p.add_argument("--blind", action="store_true", help="hide the model's probability, other raters' "
+                   "ratings and the agreement table (for independent ratings)")
     p.add_argument("--export", metavar="FILE", default=None, help="write the current ratings as a "
                    "labels TSV (subject, lesion_id, rim, rater, confidence) and exit")
 
@@ -104,7 +106,7 @@ def run(args) -> int:
     token = secrets.token_urlsafe(32)
     from .app import create_app
 
-    app = create_app(catalog, store, token, default_rater=rater)
+    app = create_app(catalog, store, token, default_rater=rater, blind=args.blind)
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     print(f"rimscope review: {len(catalog.all())} lesions of {len(catalog.lesions)} subject(s); "

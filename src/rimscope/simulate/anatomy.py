@@ -10,6 +10,7 @@ one the simulator placed and knows the truth of.
 from __future__ import annotations
 
 import functools
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def load_brain(name: str) -> Brain:
     x = t1[brain & ~paint]
     c = _kmeans_1d(x[:: 7])
     wm_sel = brain & ~paint & (t1 > (c[1] + c[2]) / 2)
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))  # not hash(): salted per process
     for img in (flair, t1):
         vals = img[wm_sel]
         img[paint] = rng.choice(vals, int(paint.sum()))

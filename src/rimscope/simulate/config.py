@@ -19,6 +19,7 @@ class SimConfig:
     # ------------------------------------------------------------ anatomy
     brains: list = field(default_factory=lambda: ["patient07", "patient19", "patient26"])
     model_mm: float = 0.75  # spacing of the fine grid χ and FLAIR are built on (partial volume)
+    crop_mm: float = 0.0  # 0: whole brain; else a cube of this side at the brain centre (fast tests)
     chi_wm: list = field(default_factory=lambda: [-0.035, -0.02])
     chi_gm: list = field(default_factory=lambda: [0.005, 0.02])
     chi_csf: list = field(default_factory=lambda: [-0.005, 0.005])
@@ -68,7 +69,7 @@ class SimConfig:
     inversions: dict = field(default_factory=lambda: {"tkd": 0.5, "cg_l2": 0.5})
     tkd_threshold: list = field(default_factory=lambda: [0.1, 0.25])
     cg_lambda: list = field(default_factory=lambda: [0.002, 0.02])
-    cg_iterations: list = field(default_factory=lambda: [15, 30])
+    cg_iterations: list = field(default_factory=lambda: [8, 16])
     noise_ppm_1mm: list = field(default_factory=lambda: [0.0008, 0.003])  # field noise at 1 mm³
     background_ppm: list = field(default_factory=lambda: [0.0, 0.03])  # residual background field
     mask_erode_mm: list = field(default_factory=lambda: [0.0, 2.5])

@@ -36,11 +36,20 @@ def dipole_kernel(shape, zooms, b0=(0.0, 0.0, 1.0), real: bool = True) -> np.nda
     """D(k) = 1/3 - (k·b0)²/|k|², D(0) = 0 (the mean field is unknown / referenced away)."""
     b0 = np.asarray(b0, float)
     b0 = b0 / np.linalg.norm(b0)
-    kx, ky, kz = kspace_grid(shape, zooms, real)
-    kb = kx * b0[0] + ky * b0[1] + kz * b0[2]
-    k2 = kx * kx + ky * ky + kz * kz
+    ks = kspace_grid(shape, zooms, real)
+    # the Nyquist bin of an even axis stands for both +k and -k: average (k·b0)² over the two
+    # signs (drop its cross terms) so D is symmetric and does not depend on which axis rfftn halves
+    kb = np.zeros([1] * 3, np.float32)
+    nyq_sq = np.zeros([1] * 3, np.float32)
+    for ax, (k, n) in enumerate(zip(ks, shape)):
+        nyq = np.zeros(k.shape, bool)
+        if n % 2 == 0:
+            nyq.flat[n // 2 if not (real and ax == 2) else -1] = True
+        kb = kb + np.where(nyq, 0, k) * np.float32(b0[ax])
+        nyq_sq = nyq_sq + np.where(nyq, k * k, 0) * np.float32(b0[ax] ** 2)
+    k2 = ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.float32(1 / 3) - kb * kb / k2
+        d = np.float32(1 / 3) - (kb * kb + nyq_sq) / k2
     d[0, 0, 0] = 0.0
     return d.astype(np.float32)
 
@@ -83,7 +92,7 @@ def _grad_adj(gs, zooms):
 
 
 def cg_l2(field: np.ndarray, mask: np.ndarray, zooms, b0, lam: float = 0.01, iterations: int = 20,
-          pad_frac: float = 0.2) -> np.ndarray:
+          pad_frac: float = 0.12) -> np.ndarray:
     """Iterative L2 inversion: CG on (Dᴴ M D + λ ∇ᴴ∇) χ = Dᴴ M f, data fitted only inside the mask.
 
     The mask weighting (unlike closed-form Tikhonov) is what makes it iterative; few iterations and

@@ -79,8 +79,14 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     b = load_brain(brain_name)
     chi1, tissue = tissue_chi(b, rng, cfg)
     h = float(cfg.model_mm)
-    shape = tuple(int(np.ceil((n - 1) / h)) + 1 for n in b.brain.shape)
-    grid = ModelGrid(b.origin.copy(), h, shape)
+    origin, extent = b.origin.copy(), np.array(b.brain.shape, float) - 1
+    if cfg.crop_mm > 0:  # a cube around the ventricles, where most lesions are
+        centre = np.array([0.0, -12.0, 12.0])
+        lo = np.maximum(centre - cfg.crop_mm / 2, origin)
+        extent = np.minimum(centre + cfg.crop_mm / 2, origin + extent) - lo
+        origin = lo
+    shape = tuple(int(np.ceil(e / h)) + 1 for e in extent)
+    grid = ModelGrid(origin, h, shape)
     chi = upsample_to_model(chi1, b.origin, grid)
     flair = upsample_to_model(b.flair, b.origin, grid)
     brain_f = upsample_to_model(b.brain.astype(np.float32), b.origin, grid)

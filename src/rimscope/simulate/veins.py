@@ -91,11 +91,15 @@ def render_veins(chi: np.ndarray, grid: ModelGrid, veins: list[Vein], inside: np
         idx = grid.to_index(v.points)
         reach = int(np.ceil((v.radius + h) / h)) + 1
         # candidate voxels: those within `reach` of a centre-line point
-        base = np.unique(np.round(idx[:: max(1, int(h / 0.25 / 2))]).astype(int), axis=0)
+        shp = np.array(chi.shape)
+        base = np.round(idx[:: max(1, int(h / 0.25 / 2))]).astype(np.int64)
         off = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        cand = np.unique((base[:, None, :] + off[None]).reshape(-1, 3), axis=0)
-        ok = np.all((cand >= 0) & (cand < np.array(chi.shape)), axis=1)
-        cand = cand[ok]
+        cand = (base[:, None, :] + off[None]).reshape(-1, 3)
+        cand = cand[np.all((cand >= 0) & (cand < shp), axis=1)]
+        if cand.size == 0:
+            continue
+        lin = np.unique(np.ravel_multi_index(cand.T, chi.shape))  # 1-D unique: fast
+        cand = np.stack(np.unravel_index(lin, chi.shape), axis=1)
         if cand.size == 0:
             continue
         dist, _ = cKDTree(v.points).query(grid.to_mm(cand), distance_upper_bound=v.radius + 2 * h)

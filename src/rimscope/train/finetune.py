@@ -123,9 +123,10 @@ def load_init(init) -> dict:
 def _apply_init(net, state: dict) -> None:
     own = net.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise InputError("the --init weights share no layer with this model; pre-train with the "
-                         "same --model and model options")
+    if len(usable) < 0.5 * len(own):  # a few same-shaped head layers by chance are no init
+        raise InputError(f"the --init weights share no layer structure with this model (only "
+                         f"{len(usable)}/{len(own)} tensors fit); pre-train with the same --model "
+                         "and model options")
     net.load_state_dict(usable, strict=False)
     log.info("initialised %d/%d tensors from --init", len(usable), len(own))
 
@@ -157,7 +158,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
                             lr=opts["lr"], weight_decay=opts["weight_decay"])
     epochs, bs = int(opts["epochs"]), int(opts["batch_size"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: min(1.0, (e + 1) / max(1, opts["warmup_epochs"]))
-                                              * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
+                                              * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / max(1, epochs))))
     prior = float((train.y == 1).mean()) if opts["sampler"] == "natural" else 0.5
     fingerprint = json.dumps({k: record[k] for k in ("model", "options", "seed", "n_train", "n_val")},
                              sort_keys=True, default=str)

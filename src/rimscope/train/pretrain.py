@@ -106,7 +106,11 @@ def pretrain(data, options=None, seed: int = 0, device: str = "cpu", quiet: bool
     pm = PretrainModel(model.net).to(device)
     opt = torch.optim.AdamW(pm.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
     epochs = int(opts["epochs"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs))
+    # warm-up then cosine: at full lr from the first step InfoNCE can fall into the constant
+    # solution (seen at lr 3e-3 on tiny batches); warm-up keeps it out
+    warm = max(1, epochs // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda e: min(1.0, (e + 1) / warm) * 0.5 * (1 + np.cos(np.pi * e / max(1, epochs))))
     history = []
     for epoch in progress(range(epochs), desc=f"pretrain {model_name}", unit="epoch", quiet=quiet):
         t0 = time.time()
@@ -122,7 +126,7 @@ def pretrain(data, options=None, seed: int = 0, device: str = "cpu", quiet: bool
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            stats.append((float(loss), c, r, s))
+            stats.append((float(loss.detach()), c, r, s))
         sched.step()
         m = np.mean(stats, axis=0)
         history.append({"epoch": epoch + 1, "loss": float(m[0]), "contrast": float(m[1]), "recon": float(m[2]),

@@ -59,7 +59,7 @@ function drawList() {
     name.textContent = `sub-${l.subject} #${l.lesion_id}`;
     const p = document.createElement("span");
     p.className = "p";
-    p.textContent = "p=" + l.probability.toFixed(2);
+    p.textContent = l.probability == null ? "" : "p=" + l.probability.toFixed(2);
     const badge = document.createElement("span");
     badge.className = "badge " + (l.rating || "");
     badge.textContent = l.rating ? LABEL[l.rating] : "";
@@ -97,8 +97,9 @@ function drawInfo() {
   $("#info").replaceChildren();
   const b = document.createElement("b");
   b.textContent = `sub-${d.subject} lesion ${d.lesion_id}`;
-  $("#info").append(b, ` — model p = ${d.probability.toFixed(3)} (${d.rim ? "Rim+" : "Rim−"}), ` +
-    `${vol} mm³${d.flags ? ", " + d.flags : ""} — ratings: ${others}`);
+  const model = d.probability == null ? "" : ` — model p = ${d.probability.toFixed(3)} (${d.rim ? "Rim+" : "Rim−"})`;
+  const rated = state.meta.blind ? "" : ` — ratings: ${others}`;
+  $("#info").append(b, `${model} — ${vol} mm³${d.flags ? ", " + d.flags : ""}${rated}`);
 }
 
 function viewUrl(modality, plane) {
@@ -161,10 +162,11 @@ async function rate(rating) {
                              body: JSON.stringify(body) });
     l.rating = rating;
     state.saved += 1;
-    $("#status").dataset.saved = state.saved;
     status(`saved: sub-${l.subject} #${l.lesion_id} ${LABEL[rating]} (${rater()})`);
     loadAgreement();
+    // keys stay ignored until the next lesion is shown: nobody rates a lesion they have not seen
     if (state.index < state.lesions.length - 1) await select(state.index + 1); else drawList();
+    $("#status").dataset.saved = state.saved;
   } catch (e) {
     status("NOT saved: " + e.message, true);
   } finally {
@@ -173,12 +175,14 @@ async function rate(rating) {
 }
 
 async function loadAgreement() {
+  if (state.meta.blind) return;
   const data = await api("/api/agreement");
   const tbody = $("#agreement tbody");
   tbody.replaceChildren();
   for (const p of data.pairs) {
     const tr = document.createElement("tr");
-    const cells = [p.a, p.b, p.n, p.kappa == null ? "n/a" : p.kappa.toFixed(2),
+    const k = p.kappa == null ? "n/a" : (Math.abs(p.kappa) < 0.005 ? 0 : p.kappa).toFixed(2);
+    const cells = [p.a, p.b, p.n, k,
                    p.agreement == null ? "n/a" : (100 * p.agreement).toFixed(0) + " %"];
     for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
     tbody.append(tr);
@@ -225,6 +229,11 @@ async function main() {
   }
   $("#rater").value = localStorage.getItem("rimscope.rater") || state.meta.default_rater;
   setupWindows();
+  if (state.meta.blind) {  // nothing on the page may sway an independent rating
+    $("#order").value = "subject";
+    $("#agreement-section").hidden = true;
+    document.title += " (blind)";
+  }
   $("#rater").addEventListener("change", async () => {
     if (RATER_RE.test(rater())) localStorage.setItem("rimscope.rater", rater());
     await loadList(state.lesions[state.index]);
