@@ -177,7 +177,10 @@ def test_lesions_are_ordered_by_probability_or_uncertainty(client):
     got = client.get("/api/lesions?order=probability", headers=AUTH).json()["lesions"]
     assert [x["probability"] for x in got] == sorted(probs, reverse=True)
     got = client.get("/api/lesions?order=uncertainty", headers=AUTH).json()["lesions"]
-    assert [x["probability"] for x in got] == sorted(probs, key=lambda p: abs(p - 0.5))
+    assert [x["probability"] for x in got] == sorted(probs, key=lambda p: round(abs(p - 0.5), 9))
+    # 0.30 and 0.70 are equally uncertain (despite float rounding): ties go by subject, lesion id
+    tied = [(x["subject"], x["lesion_id"]) for x in got if x["probability"] in (0.3, 0.7)]
+    assert tied == [("02", 1), ("02", 2)]
     assert client.get("/api/lesions?order=random", headers=AUTH).status_code == 400
 
 

@@ -21,8 +21,8 @@ BASELINES = ("rimnet", "qsm-only", "concat", "radiomics", "rim-contrast", "asymm
 PROFILES = {
     "full": {"subjects": 48, "unlabeled": 16, "folds": 5, "repeats": 1, "bootstrap": 1000,
              "sizes": "4,8,16,all", "train": ["epochs=12", "patience=4"], "pretrain": ["epochs=8"]},
-    "quick": {"subjects": 8, "unlabeled": 3, "folds": 3, "repeats": 1, "bootstrap": 100,
-              "sizes": "3,all", "train": ["epochs=1", "patience=1"], "pretrain": ["epochs=1"]},
+    "quick": {"subjects": 8, "unlabeled": 2, "folds": 3, "repeats": 1, "bootstrap": 100,
+              "sizes": "2,all", "train": ["epochs=1", "patience=1"], "pretrain": ["epochs=1"]},
 }
 TARGETS = {"roc_auc": 0.95, "sens_at_spec0.90": 0.90}
 
@@ -47,6 +47,18 @@ def _simulate(out: Path, n: int, seed: int, labelled: bool, quiet: bool) -> Path
                     command=f"rimscope simulate --out {out} --subjects {n} --seed {seed}"
                             + ("" if labelled else " --unlabeled"))
     return out / "manifest.tsv"
+
+
+def _feasible_folds(labels_tsv: Path, folds: int) -> int:
+    """A toy cohort may hold fewer subjects with a Rim+ lesion than folds: use fewer, say so."""
+    from ..cohort import read_labels
+
+    pos = len({s for (s, _), r in read_labels(labels_tsv).items() if r == 1})
+    if pos < folds:
+        log.warning("only %d simulated subjects hold a Rim+ lesion: %d folds instead of %d", pos,
+                    max(pos, 2), folds)
+        return max(pos, 2)
+    return folds
 
 
 def _evaluate_argv(args, prof: dict, lab: Path, unl: Path | None, out: Path) -> list[str]:
@@ -126,6 +138,7 @@ def run(args) -> int:
     lab = _simulate(out / "cohort", prof["subjects"], args.seed, True, args.quiet)
     unl = _simulate(out / "unlabeled", prof["unlabeled"], args.seed + 1, False, args.quiet)
     timings["simulate"] = time.time() - t0
+    prof["folds"] = _feasible_folds(lab.parent / "labels.tsv", prof["folds"])
     t1 = time.time()
     ev_out = out / "evaluate"
     parser = argparse.ArgumentParser(prog="rimscope evaluate")

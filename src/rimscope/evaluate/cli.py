@@ -182,9 +182,14 @@ def run(args) -> int:
     write_tsv_atomic(out / "folds.tsv", records, list(records[0].keys()))
     le_rows = []
     if sizes:
-        le_rows = crossval.run_label_efficiency(data, sizes, folds=args.folds, seed=args.seed,
-                                                init=inits.get(crossval.REFERENCE), options=options,
-                                                device=device, quiet=args.quiet)
+        plain = [v for v in variants if v.model == crossval.REFERENCE and v.options == options]
+        pre = next((v.label for v in plain if v.pretrained), None)
+        scratch = next((v.label for v in plain if not v.pretrained), None)
+        le_rows, have = (crossval.reuse_full_points(rows, records, pre, scratch, max(sizes))
+                         if max(sizes) >= 10 ** 6 else ([], set()))
+        le_rows += crossval.run_label_efficiency(data, sizes, folds=args.folds, seed=args.seed,
+                                                 init=inits.get(crossval.REFERENCE), options=options,
+                                                 device=device, quiet=args.quiet, skip=have)
         write_tsv_atomic(out / "label_efficiency.tsv", le_rows, LE_COLUMNS)
 
     kinds = rim = None

@@ -112,12 +112,13 @@ def run_crossval(data, variants: list[Variant], *, folds: int = 5, repeats: int 
 
 def run_label_efficiency(data, sizes: list[int], *, model: str = REFERENCE, folds: int = 5,
                          seed: int = 0, init=None, options: dict | None = None, fit_fn=None,
-                         device: str = "cpu", quiet: bool = False) -> list[dict]:
+                         device: str = "cpu", quiet: bool = False, skip=()) -> list[dict]:
     """AUC against the number of labelled training subjects, with and without pre-training.
 
     For each outer fold (first repeat), n training patients are drawn from that fold's training
     part (at least one with a Rim+ lesion), the model is fitted, and the untouched test fold is
-    scored; the pooled out-of-fold AUC per n is what the curve shows.
+    scored; the pooled out-of-fold AUC per n is what the curve shows. `skip`: (n, pretrained)
+    points the caller already has (see reuse_full_points).
     """
     from ..runtime import progress
     from .adapter import fit_model
@@ -126,7 +127,7 @@ def run_label_efficiency(data, sizes: list[int], *, model: str = REFERENCE, fold
     fl = grouped_folds(data.y, data.subject, folds, 1, seed)
     arms = [False] + ([True] if init is not None else [])
     rows = []
-    jobs = [(f, n, pre) for f in fl for n in sizes for pre in arms]
+    jobs = [(f, n, pre) for f in fl for n in sizes for pre in arms if (n, pre) not in set(skip)]
     for f, n, pre in progress(jobs, desc="label efficiency", unit="fit", quiet=quiet):
         tr = f.train[subsample_subjects(data.subject[f.train], data.y[f.train], n, seed=seed + f.fold + 7 * n)]
         v = Variant(model, model, pretrained=pre, options=dict(options or {}))
@@ -138,3 +139,20 @@ def run_label_efficiency(data, sizes: list[int], *, model: str = REFERENCE, fold
                          "subject": str(data.subject[i]), "lesion_id": int(data.lesion_id[i]),
                          "y": int(data.y[i]), "probability": float(pi), "threshold": t})
     return rows
+
+
+def reuse_full_points(rows: list[dict], records: list[dict], pretrained_label: str | None,
+                      scratch_label: str | None, n_all: int) -> tuple[list[dict], set]:
+    """The label-efficiency points at "all subjects" are the main cross-validation's own fits of
+    the reference model (first repeat, same folds): reuse them instead of fitting twice."""
+    n_train = {(r["fold"], r["variant"]): r["n_train_subjects"] for r in records if r["repeat"] == 0}
+    out, have = [], set()
+    for label, pre in ((pretrained_label, True), (scratch_label, False)):
+        sel = [r for r in rows if label and r["variant"] == label and r["repeat"] == 0]
+        if not sel:
+            continue
+        have.add((n_all, pre))
+        out += [{"fold": r["fold"], "n_subjects": n_all, "n_used": n_train[(r["fold"], label)],
+                 "pretrained": int(pre), "subject": r["subject"], "lesion_id": r["lesion_id"], "y": r["y"],
+                 "probability": r["probability"], "threshold": r["threshold"]} for r in sel]
+    return out, have

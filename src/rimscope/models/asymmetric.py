@@ -17,7 +17,8 @@ from .blocks import (N_RIM_FEATURES, PreActBlock, Stem, frodo_mask, norm, rim_fe
 
 DEFAULTS = {
     "widths": [16, 32, 64, 128],  # QSM: stem (16^3), mid (8^3), deep (4^3, 2^3)
-    "flair_widths": [8, 16],  # light FLAIR context encoder: stem (16^3), mid (8^3)
+    "flair_widths": [8, 16],  # light FLAIR context encoder: 16^3, 8^3
+    "flair_stem": "light",  # "light": two strided convs to 8^3, one block there; "full": like QSM
     "mask_channels": True,  # lesion mask + signed edge distance as input channels
     "frodo_mask": False,  # FRODO's dilated-lesion input masking
     "film": True,
@@ -29,12 +30,12 @@ DEFAULTS = {
 # FRODO's published design as faithfully as a CPU budget allows: symmetric 16->32 stems, FiLM,
 # 1x1x1 fusion, QSM-only 64/128 stages with SE; no mask channel (input masking instead), no
 # analytic features. (64^3 patches are replaced by rimscope's 32^3 at 1 mm.)
-FRODO = dict(DEFAULTS, flair_widths=[16, 32], mask_channels=False, frodo_mask=True,
+FRODO = dict(DEFAULTS, flair_widths=[16, 32], flair_stem="full", mask_channels=False, frodo_mask=True,
              rim_features=False)
 
 
 class AsymmetricNet(nn.Module):
-    def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), mask_channels=True,
+    def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), flair_stem="light", mask_channels=True,
                  frodo_mask=False, film=True, rim_features=True, proj_dim=32, dropout=0.2):
         super().__init__()
         w0, w1, w2, w3 = widths
@@ -44,8 +45,14 @@ class AsymmetricNet(nn.Module):
         qin, fin = (3, 2) if mask_channels else (1, 1)
         self.q_stem = Stem(qin, w0)
         self.q_mid = PreActBlock(w0, w1, stride=2)
-        self.f_stem = Stem(fin, f0)
-        self.f_mid = PreActBlock(f0, f1, stride=2)
+        if flair_stem == "full":  # FRODO: a residual stem like the QSM one
+            self.f_stem = Stem(fin, f0)
+            self.f_mid = PreActBlock(f0, f1, stride=2)
+        elif flair_stem == "light":  # context only: no residual block at 16^3, where convs cost most
+            self.f_stem = nn.Sequential(nn.Conv3d(fin, f0, 3, 2, 1, bias=False), norm(f0), nn.SiLU())
+            self.f_mid = nn.Sequential(nn.Conv3d(f0, f1, 3, 2, 1, bias=False), PreActBlock(f1, f1))
+        else:
+            raise ValueError(f"flair_stem {flair_stem!r} is not light or full")
         self.gamma = nn.Conv3d(f1, w1, 1)
         self.beta = nn.Conv3d(f1, w1, 1)
         for c in (self.gamma, self.beta):  # start as a pure QSM network
@@ -54,7 +61,6 @@ class AsymmetricNet(nn.Module):
         self.fuse = nn.Conv3d(w1, w1, 1)
         self.q_deep = nn.Sequential(PreActBlock(w1, w2, 2, se=True), PreActBlock(w2, w3, 2, se=True))
         self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
-        self.f_out = nn.Sequential(norm(f1), nn.SiLU())
         hin = w3 + (N_RIM_FEATURES if rim_features else 0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
         self.proj = nn.Sequential(nn.Linear(w3, 64), nn.SiLU(), nn.Linear(64, proj_dim))
@@ -69,9 +75,10 @@ class AsymmetricNet(nn.Module):
             return s[:, [0, 2, 3]], s[:, [1, 3]]
         return s[:, 0:1], s[:, 1:2]
 
-    def encode(self, x, film: bool = True) -> dict:
+    def encode(self, x, film: bool = True, flair_emb: bool = True) -> dict:
         """Features for pre-training and the head: QSM mid features (after FiLM if `film`), the
-        pooled QSM embedding and the pooled FLAIR embedding."""
+        pooled QSM embedding and (if asked: pre-training only, so DDP sees no unused
+        parameter when fine-tuning) the pooled FLAIR embedding."""
         xq, xf = self.split(x)
         zq = self.q_mid(self.q_stem(xq))
         zf = self.f_mid(self.f_stem(xf))
@@ -79,11 +86,13 @@ class AsymmetricNet(nn.Module):
             zq = (1.0 + self.gamma(zf)) * zq + self.beta(zf)
         zq = self.fuse(zq)
         deep = self.out_norm(self.q_deep(zq))
-        return {"mid": zq, "emb": deep.mean(dim=(2, 3, 4)),
-                "flair_emb": self.f_out(zf).mean(dim=(2, 3, 4))}
+        out = {"mid": zq, "emb": deep.mean(dim=(2, 3, 4))}
+        if flair_emb:
+            out["flair_emb"] = zf.mean(dim=(2, 3, 4))  # pre-training's own head normalises it
+        return out
 
     def forward(self, x) -> dict:
-        enc = self.encode(x)
+        enc = self.encode(x, flair_emb=False)
         h = enc["emb"]
         if self.use_rim:
             h = torch.cat([h, rim_features(x)], dim=1)

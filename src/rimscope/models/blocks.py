@@ -93,14 +93,11 @@ def rim_features(x: torch.Tensor) -> torch.Tensor:
     shell (|d| <= 1 mm), core (d < -1.5 mm), surround (2-4 mm outside), shell minus surround,
     shell minus core (ppm x10), and log lesion volume. Regions follow rimscope.lesions'
     definitions, computed on the patch's signed-distance channel (same patch path as the nets)."""
-    q = x[:, 0].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * QSM_SCALE
-    d = x[:, 3] * 6.0
-
-    def mean(m):
-        m = m.to(q.dtype)
-        return (q * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
-
-    shell, core, sur = mean(d.abs() <= 1.0), mean(d < -1.5), mean((d >= 2.0) & (d <= 4.0))
+    q = (x[:, 0].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * QSM_SCALE).flatten(1)
+    d = x[:, 3].flatten(1)  # signed distance / 6 mm: region bounds in those units
+    masks = torch.stack([d.abs() <= 1 / 6, d < -1.5 / 6, (d >= 2 / 6) & (d <= 4 / 6)], 1).to(q.dtype)
+    means = torch.bmm(masks, q.unsqueeze(2)).squeeze(2) / masks.sum(2).clamp_min(1.0)  # one pass
+    shell, core, sur = means.unbind(1)
     vol = torch.log1p(x[:, 2].flatten(1).sum(1)) / 5.0
     return torch.stack([shell, core, sur, shell - sur, shell - core, vol], dim=1)
 

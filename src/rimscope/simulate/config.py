@@ -39,11 +39,12 @@ class SimConfig:
     donors_per_subject: list = field(default_factory=lambda: [3, 6])
     lesion_in_brain_frac: float = 0.9
     # kind probabilities; the rest are ordinary lesions (iso/hypo cores, no rim)
-    p_rim_base: float = 0.09  # Rim+ (coverage >= 2/3) at the median lesion volume
-    rim_volume_slope: float = 0.55  # log-odds per log(volume) unit: larger lesions rim more often
+    p_rim_base: float = 0.13  # Rim+ (coverage >= 2/3) at the median lesion volume
+    rim_volume_slope: float = 0.25  # log-odds per log(volume) unit: larger lesions rim more often
+    p_subject_rim_free: float = 0.45  # subjects without chronic active lesions (rim odds × 0.03)
     p_partial_rim: float = 0.12  # rim on < 2/3 of the edge
     p_hyper_norim: float = 0.08  # hard negative: diffusely hyperintense core, no rim
-    p_vein_touch: float = 0.10  # hard negative: a vein passing along the edge
+    p_vein_touch: float = 0.08  # hard negative: a vein passing along the edge
     p_central_vein: float = 0.20  # central vein (independent of the above)
     coverage_pos: list = field(default_factory=lambda: [0.667, 1.0])
     coverage_partial: list = field(default_factory=lambda: [0.15, 0.667])
@@ -53,11 +54,11 @@ class SimConfig:
     core_hypo: list = field(default_factory=lambda: [-0.025, -0.005])  # relative to WM
     core_iso: list = field(default_factory=lambda: [-0.005, 0.008])
     core_hyper: list = field(default_factory=lambda: [0.01, 0.04])
-    hyper_norim_chi: list = field(default_factory=lambda: [0.02, 0.06])
+    hyper_norim_chi: list = field(default_factory=lambda: [0.01, 0.035])
     # ------------------------------------------------------------ rater
     rater_softness: float = 0.05  # logistic width (coverage units) around 2/3
-    rater_weak_rim_ppm: float = 0.02  # rims weaker than this are missed more often
-    rater_flip_clear: float = 0.02  # flips on clear lesions
+    rater_weak_rim_ppm: float = 0.01  # rims weaker than this are missed more often
+    rater_flip_clear: float = 0.005  # flips on clear lesions
     # ------------------------------------------------------------ acquisition (per subject)
     voxel_mm: list = field(default_factory=lambda: [0.6, 1.0])
     p_anisotropic: float = 0.4  # slice thickness differs from in-plane

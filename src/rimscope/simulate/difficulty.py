@@ -10,6 +10,7 @@ rimscope.io, so the numbers are those any model would see.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +61,29 @@ def measure(folder, quiet: bool = False, max_subjects: int | None = None) -> dic
     if (folder / "labels.tsv").exists():
         labels = {(r["subject"], int(r["lesion_id"])): int(r["rim"]) for r in read_tsv(folder / "labels.tsv")}
     rows = []
-    for e in progress(entries, desc="check", unit="subject", quiet=quiet):
-        s = load_subject(**e.paths(), subject_id=e.subject)
-        tl = {t["lesion_id"]: t for t in truth.get(e.subject, {}).get("lesions", [])}
-        for lid in np.unique(s.lesions[s.lesions > 0]).tolist():
-            t = tl.get(lid, {})
-            rows.append({"subject": e.subject, "lesion_id": lid,
-                         "volume_mm3": float((s.lesions == lid).sum() * s.voxel_volume),
-                         "contrast": rim_contrast(s, lid), "label": labels.get((e.subject, lid)),
-                         "true_rim": t.get("true_rim"), "p_rater": t.get("p_rater"),
-                         "kind": t.get("kind"), "rim_ppm": t.get("rim_ppm", 0.0)})
+    rlog = logging.getLogger("rimscope")
+    level = rlog.level
+    rlog.setLevel(logging.ERROR)  # resampling warnings of every subject would drown the figures
+    try:
+        for e in progress(entries, desc="check", unit="subject", quiet=quiet):
+            rows += _subject_rows(e, truth, labels)
+    finally:
+        rlog.setLevel(level)
     return summarise(rows, len(entries))
+
+
+def _subject_rows(e, truth: dict, labels: dict) -> list[dict]:
+    rows = []
+    s = load_subject(**e.paths(), subject_id=e.subject)
+    tl = {t["lesion_id"]: t for t in truth.get(e.subject, {}).get("lesions", [])}
+    for lid in np.unique(s.lesions[s.lesions > 0]).tolist():
+        t = tl.get(lid, {})
+        rows.append({"subject": e.subject, "lesion_id": lid,
+                     "volume_mm3": float((s.lesions == lid).sum() * s.voxel_volume),
+                     "contrast": rim_contrast(s, lid), "label": labels.get((e.subject, lid)),
+                     "true_rim": t.get("true_rim"), "p_rater": t.get("p_rater"),
+                     "kind": t.get("kind"), "rim_ppm": t.get("rim_ppm", 0.0)})
+    return rows
 
 
 def summarise(rows: list[dict], n_subjects: int) -> dict:

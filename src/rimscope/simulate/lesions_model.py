@@ -91,14 +91,18 @@ def select_lesions(rng, cfg, grid: ModelGrid, brain_m: np.ndarray, labels: np.nd
     return placed
 
 
-def assign_kinds(rng, cfg, placed: list[Placed], h: float) -> None:
+def assign_kinds(rng, cfg, placed: list[Placed], h: float) -> bool:
     """Draw each lesion's kind, core, rim and rater label; the truth lives in `p.truth`."""
+    # about half of MS patients have no paramagnetic rim lesion at all: a subject-level propensity
+    rim_free = bool(rng.random() < cfg.p_subject_rim_free)
+    odds_factor = 0.03 if rim_free else 1 / max(1 - cfg.p_subject_rim_free, 0.05)
     core_names = list(cfg.core_kinds)
     core_p = np.array([cfg.core_kinds[c] for c in core_names], float)
     core_p /= core_p.sum()
     for p in placed:
         vol = float(p.mask.sum() * h ** 3)
-        logit = np.log(cfg.p_rim_base / (1 - cfg.p_rim_base)) + cfg.rim_volume_slope * np.log(vol / MEDIAN_VOLUME_MM3)
+        logit = (np.log(cfg.p_rim_base / (1 - cfg.p_rim_base)) + np.log(odds_factor)
+                 + cfg.rim_volume_slope * np.log(vol / MEDIAN_VOLUME_MM3))
         p_pos = float(_sigmoid(logit))
         rest = 1 - p_pos
         probs = np.array([p_pos, rest * cfg.p_partial_rim, rest * cfg.p_hyper_norim, rest * cfg.p_vein_touch])
@@ -108,7 +112,7 @@ def assign_kinds(rng, cfg, placed: list[Placed], h: float) -> None:
         t = {"donor": p.lib.donor, "donor_component": p.lib.index, "volume_mm3_model": vol,
              "kind": kind, "core_type": core, "core_ppm": float(rng.uniform(*getattr(cfg, f"core_{core}"))),
              "coverage": 0.0, "rim_ppm": 0.0, "rim_thickness_mm": 0.0,
-             "central_vein": bool(rng.random() < cfg.p_central_vein)}
+             "central_vein": bool(rng.random() < cfg.p_central_vein), "subject_rim_free": rim_free}
         if kind in ("rim", "partial_rim"):
             t["coverage"] = float(rng.uniform(*(cfg.coverage_pos if kind == "rim" else cfg.coverage_partial)))
             t["rim_ppm"] = float(rng.uniform(*cfg.rim_chi))
@@ -123,6 +127,7 @@ def assign_kinds(rng, cfg, placed: list[Placed], h: float) -> None:
             hard = "partial_rim"
         t["hard_negative"] = hard or "none"
         p.truth = t
+    return rim_free
 
 
 def rater_probability(t: dict, cfg) -> float:
@@ -168,7 +173,8 @@ def render_lesion(p: Placed, grid: ModelGrid, chi: np.ndarray, flair: np.ndarray
         t["coverage"] = float(np.mean(score[edge] >= thr))
         cap = _sigmoid((score - thr) / 0.05) if np.isfinite(thr) else np.ones_like(score)
         th = t["rim_thickness_mm"]
-        band = _sigmoid((s + th) / 0.2) * _sigmoid((0.3 - s) / 0.2)
+        # the band straddles the FLAIR edge, mostly inside (iron-laden microglia at the border)
+        band = _sigmoid((s + 0.65 * th) / 0.2) * _sigmoid((0.35 * th - s) / 0.2)
         chi_w += (np.float32(t["rim_ppm"]) * band * cap * (1 + 0.2 * tex)).astype(np.float32)
     veins = []
     c_mm = grid.to_mm(centre + np.array([w.start for w in win]))

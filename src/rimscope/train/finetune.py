@@ -196,7 +196,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
             loss = _loss(dnet(xb), yb, opts, prior, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if world > 1:  # w lives outside DDP: average its gradient by hand
+            if world > 1 and w.grad is not None:  # w lives outside DDP: average its gradient by hand
                 torch.distributed.all_reduce(w.grad)
                 w.grad /= world
             opt.step()

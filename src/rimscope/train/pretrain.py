@@ -46,7 +46,8 @@ class PretrainModel(nn.Module):
         super().__init__()
         self.net = net
         self.pq = nn.Sequential(nn.Linear(net.emb_dim, 128), nn.SiLU(), nn.Linear(128, dim))
-        self.pf = nn.Sequential(nn.Linear(net.flair_dim, 128), nn.SiLU(), nn.Linear(128, dim))
+        self.pf = nn.Sequential(nn.LayerNorm(net.flair_dim), nn.Linear(net.flair_dim, 128), nn.SiLU(),
+                                nn.Linear(128, dim))
         self.regress = nn.Sequential(nn.Linear(dim, 128), nn.SiLU(), nn.Linear(128, dim))  # frodo-mse
         m = net.mid_dim
         self.decoder = nn.Sequential(nn.ConvTranspose3d(m, 16, 2, 2), nn.GroupNorm(4, 16), nn.SiLU(),

@@ -176,7 +176,13 @@ async function rate(rating) {
 
 async function loadAgreement() {
   if (state.meta.blind) return;
-  const data = await api("/api/agreement");
+  let data;
+  try {
+    data = await api("/api/agreement");
+  } catch (e) {  // agreement is a side panel: say so, never break rating
+    status("agreement not updated: " + e.message, true);
+    return;
+  }
   const tbody = $("#agreement tbody");
   tbody.replaceChildren();
   for (const p of data.pairs) {
