@@ -68,3 +68,25 @@ def test_evaluate_user_errors(tmp_path, capsys):
                "--folds", "2", "--pretrain-cohort", str(m), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "separate unlabeled cohort" in err
+
+
+def test_evaluate_with_pretraining_ablations_and_label_efficiency(tmp_path):
+    """The method's whole protocol on a tiny cohort (1 epoch, 16^3 patches): plumbing, not quality."""
+    m, lab = _cohort(tmp_path / "c", n=6)
+    unl, _ = _cohort(tmp_path / "u", n=2, seed0=50)
+    out = tmp_path / "ev"
+    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "asymmetric",
+               "--folds", "2", "--out", str(out), "--bootstrap", "30", "--patch-size", "16", "--device", "cpu",
+               "--pretrain-cohort", str(unl), "--pretrain-option", "epochs=1", "--pretrain-option", "batch_size=8",
+               "--wm-per-subject", "4", "--ablations", "--label-efficiency", "--sizes", "2,all",
+               "-o", "epochs=1", "-o", "batch_size=8"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    v = {x["label"]: x for x in res["variants"]}
+    assert v["asymmetric"]["pretrained"] and not v["asymmetric w/o pre-training"]["pretrained"]
+    assert v["asymmetric w/o contrastive"]["options"]["supcon"] is False
+    assert v["rimnet"]["note"].startswith("ablation")
+    d = res["summary"]["variants"]["rimnet"]["delong_vs_reference"]
+    assert d["reference"] == "asymmetric" and 0 <= d["p_median"] <= 1
+    le = {(p["n_subjects"], p["pretrained"]) for p in res["label_efficiency"]}
+    assert le == {(2, False), (2, True), (10 ** 6, False), (10 ** 6, True)}

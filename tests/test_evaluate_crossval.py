@@ -131,3 +131,27 @@ def test_label_efficiency_and_report_files(tmp_path):
     assert "| asymmetric |" in md and "vein_touching" in md and "Label efficiency" in md
     html = path.read_text()
     assert html.count("data:image/png;base64,") >= 4 and "<script" not in html and "src=\"http" not in html
+
+
+def test_label_efficiency_all_point_reuses_the_main_fits_exactly():
+    data = _data(n_subj=20, seed=6)
+
+    def fit_fn(name, train, val, init=None, seed=0, **kw):
+        m = CentreScorer(name, train, val, [])
+        m.scale *= 1 + 0.01 * seed + (0.5 if init is not None else 0)  # seed/init-dependent fits
+        return m
+
+    variants = [crossval.Variant("asymmetric", "asymmetric", pretrained=True),
+                crossval.Variant("asymmetric w/o pre-training", "asymmetric")]
+    rows, records = crossval.run_crossval(data, variants, folds=4, seed=3, inits={"asymmetric": {"w": 1}},
+                                          fit_fn=fit_fn, quiet=True)
+    reused, have = crossval.reuse_full_points(rows, records, "asymmetric", "asymmetric w/o pre-training", 10 ** 6)
+    fitted = crossval.run_label_efficiency(data, [10 ** 6], folds=4, seed=3, init={"w": 1}, fit_fn=fit_fn,
+                                           quiet=True)
+    assert have == {(10 ** 6, True), (10 ** 6, False)}
+    key = lambda r: (r["pretrained"], r["subject"], r["lesion_id"])  # noqa: E731
+    a = {key(r): (r["probability"], r["n_used"], r["fold"]) for r in reused}
+    b = {key(r): (r["probability"], r["n_used"], r["fold"]) for r in fitted}
+    assert a == b  # same folds, same seeds, same training subjects: the reuse is exact
+    assert crossval.run_label_efficiency(data, [10 ** 6], folds=4, seed=3, init={"w": 1}, fit_fn=fit_fn,
+                                         quiet=True, skip=have) == []

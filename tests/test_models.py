@@ -133,3 +133,17 @@ def test_networks_take_a_batch_of_one_and_give_projections(name):
 def test_bad_patch_shape_is_refused():
     with pytest.raises(ValueError, match="N, 4"):
         build("rim-contrast").predict_proba(np.zeros((2, 3, 8, 8, 8), np.float32))
+
+
+def test_models_never_import_training_or_later_stages():
+    bad = [f.name for f in (SRC / "rimscope" / "models").glob("*.py")
+           if re.search(r"from \.\.(train|evaluate|predict|inference)\b|import rimscope\.(train|evaluate)",
+                        f.read_text(encoding="utf-8"))]
+    assert not bad, f"models/ imports a later stage: {bad}"
+
+
+def test_asymmetric_options_build_and_run():
+    x, _, _ = synthetic_patches(2, seed=1)
+    for opts in ({"rim_skip": True}, {"film": False, "rim_features": False}, {"flair_stem": "full"}):
+        out = build("asymmetric", **opts).net.eval()(torch.from_numpy(x))
+        assert torch.isfinite(out["logit"]).all()

@@ -19,8 +19,10 @@ ALL_MODELS = "asymmetric,asymmetric-frodo,rimnet,qsm-only,concat,radiomics,rim-c
 BASELINES = ("rimnet", "qsm-only", "concat", "radiomics", "rim-contrast", "asymmetric-frodo")
 
 PROFILES = {
-    "full": {"subjects": 48, "unlabeled": 16, "folds": 5, "repeats": 1, "bootstrap": 1000,
-             "sizes": "4,8,16,all", "train": ["epochs=12", "patience=4"], "pretrain": ["epochs=8"]},
+    # sized (estimated, not yet measured) from the --quick run's timings, see BENCHMARK.md:
+    # ~10 min simulation, 35 cross-validation + 30 label-efficiency fits of <= 6 epochs, 2 threads
+    "full": {"subjects": 32, "unlabeled": 10, "folds": 5, "repeats": 1, "bootstrap": 1000,
+             "sizes": "4,8,16,all", "train": ["epochs=6", "patience=3"], "pretrain": ["epochs=10"]},
     "quick": {"subjects": 8, "unlabeled": 2, "folds": 3, "repeats": 1, "bootstrap": 100,
               "sizes": "2,all", "train": ["epochs=1", "patience=1"], "pretrain": ["epochs=1"]},
 }
@@ -123,6 +125,16 @@ def benchmark_markdown(command: str, prof_name: str, prof: dict, results: dict, 
     return "\n".join(lines) + "\n"
 
 
+def evaluate_parser() -> argparse.ArgumentParser:
+    """`rimscope evaluate`'s own parser: the benchmark drives evaluate exactly as a user would."""
+    from ..cli import common_parent
+    from . import cli as evaluate_cli
+
+    parser = argparse.ArgumentParser(prog="rimscope evaluate", parents=[common_parent()])
+    evaluate_cli.add_arguments(parser)
+    return parser
+
+
 def run(args) -> int:
     from ..runtime import write_json_atomic, write_text_atomic
     from . import cli as evaluate_cli
@@ -134,18 +146,16 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
-    t0 = time.time()
-    lab = _simulate(out / "cohort", prof["subjects"], args.seed, True, args.quiet)
-    unl = _simulate(out / "unlabeled", prof["unlabeled"], args.seed + 1, False, args.quiet)
-    timings["simulate"] = time.time() - t0
-    prof["folds"] = _feasible_folds(lab.parent / "labels.tsv", prof["folds"])
-    t1 = time.time()
-    ev_out = out / "evaluate"
-    parser = argparse.ArgumentParser(prog="rimscope evaluate")
-    evaluate_cli.add_arguments(parser)
+    lab, unl, ev_out = out / "cohort" / "manifest.tsv", out / "unlabeled" / "manifest.tsv", out / "evaluate"
     argv = _evaluate_argv(args, prof, lab, unl, ev_out)
-    ev_args = parser.parse_args(argv)
-    ev_args.quiet, ev_args.verbose, ev_args.debug = args.quiet, 0, False
+    ev_args = evaluate_parser().parse_args(argv)  # before simulating: a bad option fails in a second, not after it
+    t0 = time.time()
+    _simulate(lab.parent, prof["subjects"], args.seed, True, args.quiet)
+    _simulate(unl.parent, prof["unlabeled"], args.seed + 1, False, args.quiet)
+    timings["simulate"] = time.time() - t0
+    prof["folds"] = ev_args.folds = _feasible_folds(lab.parent / "labels.tsv", prof["folds"])
+    argv[argv.index("--folds") + 1] = str(prof["folds"])
+    t1 = time.time()
     evaluate_cli.run(ev_args)
     timings["evaluate"] = time.time() - t1
     timings["total"] = time.time() - t0
@@ -154,7 +164,8 @@ def run(args) -> int:
 
     results["threads"] = torch.get_num_threads()
     targets = check_targets(results["summary"])
-    command = "rimscope " + " ".join(sys.argv[1:])
+    command = ("rimscope " + " ".join(sys.argv[1:]) if sys.argv and "rimscope" in Path(sys.argv[0]).name
+               else f"rimscope benchmark {'--quick ' if args.quick else ''}--out {out} (called from Python)")
     write_json_atomic(out / "benchmark.json", {"command": command, "profile": prof_name, "settings": prof,
                                                "evaluate_argv": argv, "timings_s": timings, "targets": targets})
     write_text_atomic(out / "benchmark.md", benchmark_markdown(command, prof_name, prof, results, targets, timings))

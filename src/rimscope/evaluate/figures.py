@@ -31,8 +31,9 @@ def _colours(n):
     return [cmap(i % 10) for i in range(n)]
 
 
-def roc_pr_figure(variants: dict) -> str:
-    """ROC and PR curves (first repeat) with patient-bootstrap 95 % bands."""
+def roc_pr_figure(variants: dict, banded=("asymmetric", "asymmetric-frodo")) -> str:
+    """ROC and PR curves (first repeat); patient-bootstrap 95 % bands for the `banded` rows (all
+    rows' bands on one plot hide each other; every row's CIs are in the table)."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
     for (name, v), c in zip(variants.items(), _colours(len(variants))):
@@ -45,12 +46,12 @@ def roc_pr_figure(variants: dict) -> str:
         rec, prec = cur["pr"]
         b.step(rec, prec, where="post", color=c, lw=1.6, label=f"{name} ({v['metrics']['pr_auc']:.3f})")
         bd = cur["bands"]
-        if "tpr_lo" in bd:
+        if "tpr_lo" in bd and name in banded:
             a.fill_between(bd["grid"], bd["tpr_lo"], bd["tpr_hi"], color=c, alpha=0.12, lw=0)
             b.fill_between(bd["grid"], bd["prec_lo"], bd["prec_hi"], color=c, alpha=0.12, lw=0)
     a.plot([0, 1], [0, 1], ":", color="grey")
     a.axvspan(0, 0.1, color="grey", alpha=0.07)
-    a.set(xlabel="1 − specificity (FPR)", ylabel="sensitivity", title="ROC (shaded: FPR ≤ 0.1)")
+    a.set(xlabel="1 − specificity (FPR)", ylabel="sensitivity", title="ROC (grey: FPR ≤ 0.1; bands: 95 % CI)")
     b.set(xlabel="recall", ylabel="precision", title="precision–recall", ylim=(0, 1.02))
     a.legend(fontsize=7, loc="lower right")
     b.legend(fontsize=7, loc="lower left")
@@ -74,17 +75,24 @@ def calibration_figure(variants: dict) -> str:
 
 def label_efficiency_figure(points: list[dict]) -> str:
     plt = _plt()
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for pre, c, lab in ((False, "tab:grey", "from scratch"), (True, "tab:blue", "pre-trained")):
+    ticks = set()
+    for pre, c, lab, shift in ((False, "tab:grey", "from scratch", 0.97), (True, "tab:blue", "pre-trained", 1.03)):
         pts = [p for p in points if p["pretrained"] == pre]
         if not pts:
             continue
-        x = [max(p["n_used"]) for p in pts]
+        ticks |= {max(p["n_used"]) for p in pts}
+        x = [max(p["n_used"]) * shift for p in pts]  # arms side by side, error bars visible
         yv = [p["roc_auc"] for p in pts]
         lo = [p["roc_auc"] - p["roc_auc_ci95"][0] if np.isfinite(p["roc_auc_ci95"][0]) else 0 for p in pts]
         hi = [p["roc_auc_ci95"][1] - p["roc_auc"] if np.isfinite(p["roc_auc_ci95"][1]) else 0 for p in pts]
         ax.errorbar(x, yv, yerr=[lo, hi], fmt="o-", color=c, capsize=3, label=lab)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="labelled training subjects", ylabel="ROC AUC (out of fold)", title="label efficiency")
     ax.legend()
     return to_base64(fig)

@@ -47,6 +47,22 @@ def results_markdown(results: dict) -> str:
            "counts) use each fold's threshold chosen on its own inner validation split. DeLong p: median "
            "over repeats; (↓) = below asymmetric, (↑) = above.\n",
            markdown_table(s)]
+    out.append("\nSubject level at the operating point (Rim+ counts per subject; ≥1 and ≥4 PRL calls):\n")
+    out.append("| model | count MAE | ≥1 PRL sens | ≥1 PRL spec | ≥4 PRL sens | ≥4 PRL spec |")
+    out.append("|---|---|---|---|---|---|")
+    for n, e in s["variants"].items():
+        m = e["metrics"]
+        out.append(f"| {n} | " + " | ".join(_fmt(m.get(k)) for k in (
+            "count_mae", "prl1_sensitivity", "prl1_specificity", "prl4_sensitivity", "prl4_specificity")) + " |")
+    truth = {n: e["vs_truth"] for n, e in s["variants"].items() if e.get("vs_truth")}
+    if truth:
+        kappa = next(iter(truth.values()))["rater_vs_truth_kappa"]
+        out.append(f"\nAgainst the simulator's true rim status (first repeat; rater labels vs truth: κ = "
+                   f"{_fmt(kappa)}):\n")
+        out.append("| model | ROC AUC vs truth | PR AUC vs truth |")
+        out.append("|---|---|---|")
+        for n, t in truth.items():
+            out.append(f"| {n} | {_fmt(t['roc_auc'])} | {_fmt(t['pr_auc'])} |")
     kinds = {n: e["fpr_by_kind"] for n, e in s["variants"].items() if e.get("fpr_by_kind")}
     if kinds:
         ks = sorted({k for v in kinds.values() for k in v})
@@ -105,33 +121,44 @@ def _md_to_html_table(md: str) -> str:
     return "\n".join(out + ["</table>"])
 
 
+def _md_to_html(md: str) -> str:
+    """The few Markdown forms results_markdown writes: headings, paragraphs, pipe tables."""
+    out = []
+    for block in md.strip().split("\n\n"):
+        block = block.strip()
+        if not block:
+            continue
+        if block.startswith("|"):
+            out.append(_md_to_html_table(block))
+        elif block.startswith("#"):
+            out.append(f"<h1>{html.escape(block.lstrip('#').strip())}</h1>")
+        else:
+            out.append(f"<p>{html.escape(block)}</p>")
+    return "\n".join(out)
+
+
 def write_report(out_dir, results: dict, montage: dict | None = None) -> Path:
-    """report.html: table, ROC/PR with CI bands, calibration, confusion, label efficiency, montages."""
+    """report.html: the tables of results.md, ROC/PR with CI bands, calibration, confusion, label
+    efficiency, montages of top false positives / negatives, and the run record."""
     from . import figures as F
 
     s = results["summary"]
     img = lambda b64: f'<img src="data:image/png;base64,{b64}">'  # noqa: E731
-    parts = [f"<h1>rimscope evaluate</h1><p>{html.escape(results_markdown(results).splitlines()[2])}</p>",
-             "<h2>Results</h2>", _md_to_html_table(markdown_table(s)),
-             "<h2>ROC and precision–recall (first repeat, shaded: 95 % patient-bootstrap band)</h2>",
+    parts = [_md_to_html(results_markdown(results)),
+             "<h2>ROC and precision–recall (first repeat; bands: 95 % patient bootstrap)</h2>",
              img(F.roc_pr_figure(s["variants"])),
-             "<h2>Calibration</h2>", img(F.calibration_figure(s["variants"])),
+             "<h2>Calibration (first repeat)</h2>", img(F.calibration_figure(s["variants"])),
              "<h2>Confusion at the operating point (first repeat)</h2>", _confusion_html(s)]
     if results.get("label_efficiency"):
         parts += ["<h2>Label efficiency</h2>", img(F.label_efficiency_figure(results["label_efficiency"]))]
     if montage:
-        parts.append("<h2>Top false positives and false negatives</h2>")
+        parts.append("<h2>Top false positives and false negatives (centre slice; red: lesion mask)</h2>")
         for title, items in montage.items():
             if items:
                 parts.append(img(F.montage_figure(items, title)))
-    kinds = [n for n, e in s["variants"].items() if e.get("fpr_by_kind")]
-    if kinds:
-        md = results_markdown(results)
-        block = md[md.index("False-positive rate"):].split("\n\n")[1] if "False-positive rate" in md else ""
-        parts += ["<h2>False positives per hard-negative kind</h2>", _md_to_html_table(block)]
     parts.append(f"<h2>Run</h2><pre>{html.escape(_run_text(results))}</pre>")
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;"
-             "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}")
+             "font-size:12px;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>rimscope evaluate</title>"
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
     path = Path(out_dir) / "report.html"

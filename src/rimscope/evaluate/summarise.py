@@ -79,13 +79,19 @@ def summarise(rows: list[dict], *, n_boot: int = 1000, seed: int = 0, reference:
             kk = [kinds.get(k, "") for k in keys]
             yt = np.array([truth_rim.get(k, pl.y[i]) for i, k in enumerate(keys)]) if truth_rim else pl.y
             entry["fpr_by_kind"] = M.fpr_by_kind(yt, pl.P[0], pl.T[0], kk)
+            if truth_rim:  # against the simulator's truth instead of the (noisy) rater labels
+                entry["vs_truth"] = {"roc_auc": M.roc_auc(yt, pl.P[0]), "pr_auc": M.average_precision(yt, pl.P[0]),
+                                     "rater_vs_truth_kappa": M.cohen_kappa(yt, pl.y.astype(float), 0.5)}
         out["variants"][v] = entry
     if reference in pooled:
         ref = pooled[reference]
         for v, pl in pooled.items():
             if v == reference:
                 continue
-            tests = [delong_test(pl.y, ref.P[r], pl.P[r]) for r in range(pl.P.shape[0])]
+            try:
+                tests = [delong_test(pl.y, ref.P[r], pl.P[r]) for r in range(pl.P.shape[0])]
+            except ValueError:  # fewer than two lesions of a class: no test
+                continue
             out["variants"][v]["delong_vs_reference"] = {
                 "reference": reference, "per_repeat": tests,
                 "p_median": float(np.median([t["p"] for t in tests])),

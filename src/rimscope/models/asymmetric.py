@@ -23,6 +23,7 @@ DEFAULTS = {
     "frodo_mask": False,  # FRODO's dilated-lesion input masking
     "film": True,
     "rim_features": True,  # analytic shell/core/surround means into the head
+    "rim_skip": False,  # ...and a linear path from them straight to the logit (not kept: see card)
     "proj_dim": 32,  # SupCon projection head
     "dropout": 0.2,
 }
@@ -31,12 +32,12 @@ DEFAULTS = {
 # 1x1x1 fusion, QSM-only 64/128 stages with SE; no mask channel (input masking instead), no
 # analytic features. (64^3 patches are replaced by rimscope's 32^3 at 1 mm.)
 FRODO = dict(DEFAULTS, flair_widths=[16, 32], flair_stem="full", mask_channels=False, frodo_mask=True,
-             rim_features=False)
+             rim_features=False, rim_skip=False)
 
 
 class AsymmetricNet(nn.Module):
     def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), flair_stem="light", mask_channels=True,
-                 frodo_mask=False, film=True, rim_features=True, proj_dim=32, dropout=0.2):
+                 frodo_mask=False, film=True, rim_features=True, rim_skip=False, proj_dim=32, dropout=0.2):
         super().__init__()
         w0, w1, w2, w3 = widths
         f0, f1 = flair_widths
@@ -63,6 +64,9 @@ class AsymmetricNet(nn.Module):
         self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
         hin = w3 + (N_RIM_FEATURES if rim_features else 0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
+        # with a few dozen Rim+ lesions the deep path learns slowly; a linear path from the rim
+        # statistics gives the head the analytic rule (rim-contrast) from the first epochs
+        self.rim_skip = nn.Linear(N_RIM_FEATURES, 1) if (rim_features and rim_skip) else None
         self.proj = nn.Sequential(nn.Linear(w3, 64), nn.SiLU(), nn.Linear(64, proj_dim))
         self.emb_dim, self.flair_dim, self.mid_dim = w3, f1, w1
 
@@ -95,5 +99,9 @@ class AsymmetricNet(nn.Module):
         enc = self.encode(x, flair_emb=False)
         h = enc["emb"]
         if self.use_rim:
-            h = torch.cat([h, rim_features(x)], dim=1)
-        return {"logit": self.head(h).squeeze(1), "proj": self.proj(enc["emb"]), "emb": enc["emb"]}
+            rf = rim_features(x)
+            h = torch.cat([h, rf], dim=1)
+        logit = self.head(h).squeeze(1)
+        if self.rim_skip is not None:
+            logit = logit + self.rim_skip(rf).squeeze(1)
+        return {"logit": logit, "proj": self.proj(enc["emb"]), "emb": enc["emb"]}

@@ -40,7 +40,7 @@ class SimConfig:
     lesion_in_brain_frac: float = 0.9
     # kind probabilities; the rest are ordinary lesions (iso/hypo cores, no rim)
     p_rim_base: float = 0.13  # Rim+ (coverage >= 2/3) at the median lesion volume
-    rim_volume_slope: float = 0.25  # log-odds per log(volume) unit: larger lesions rim more often
+    rim_volume_slope: float = 0.15  # log-odds per log(volume) unit: larger lesions rim more often
     p_subject_rim_free: float = 0.45  # subjects without chronic active lesions (rim odds × 0.03)
     p_partial_rim: float = 0.12  # rim on < 2/3 of the edge
     p_hyper_norim: float = 0.08  # hard negative: diffusely hyperintense core, no rim
@@ -58,7 +58,7 @@ class SimConfig:
     # ------------------------------------------------------------ rater
     rater_softness: float = 0.05  # logistic width (coverage units) around 2/3
     rater_weak_rim_ppm: float = 0.01  # rims weaker than this are missed more often
-    rater_flip_clear: float = 0.005  # flips on clear lesions
+    rater_flip_clear: float = 0.008  # flips on clear lesions
     # ------------------------------------------------------------ acquisition (per subject)
     voxel_mm: list = field(default_factory=lambda: [0.6, 1.0])
     p_anisotropic: float = 0.4  # slice thickness differs from in-plane
@@ -79,7 +79,7 @@ class SimConfig:
     # ------------------------------------------------------------ FLAIR
     p_flair_own_grid: float = 0.5
     flair_grids: dict = field(default_factory=lambda: {"3d_1mm": 0.6, "2d_thick": 0.4})
-    flair_lesion_contrast: list = field(default_factory=lambda: [0.25, 0.7])  # × brain median
+    flair_lesion_contrast: list = field(default_factory=lambda: [0.45, 0.9])  # × brain median
     flair_bias: list = field(default_factory=lambda: [0.0, 0.25])
     flair_noise: list = field(default_factory=lambda: [0.01, 0.05])
     # ------------------------------------------------------------ segmentation error

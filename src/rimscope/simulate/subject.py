@@ -98,7 +98,7 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     contrast = float(rng.uniform(*cfg.flair_lesion_contrast))
     veins = []
     for p in placed:
-        p.truth["flair_scale"] = float(rng.uniform(0.6, 1.4))
+        p.truth["flair_scale"] = float(rng.uniform(0.7, 1.3))
         veins += render_lesion(p, grid, chi, flair, rng, cfg, contrast)
     p_wm1 = b.p_wm
 

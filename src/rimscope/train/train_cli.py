@@ -87,4 +87,6 @@ def run(args) -> int:
         m = model.card_extra.get("metrics", {}).get("validation", {})
         print(f"{out}/card.json\tmodel={model.name}\tthreshold={model.threshold:.4g}\t"
               f"val_pr_auc={m.get('pr_auc', float('nan')):.3f}\tval_roc_auc={m.get('roc_auc', float('nan')):.3f}")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
