@@ -7,6 +7,7 @@ rimscope.io exactly as a user's data would be.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,14 @@ def write_montage(out_dir, cohort: dict, path, per_kind: int = 2) -> Path:
     for j, (name, sid, t) in enumerate(ex):
         if sid not in cache:
             p = _paths(sid)
-            cache = {sid: load_subject(out_dir / p["qsm"], out_dir / p["flair"], out_dir / p["lesions"],
-                                       out_dir / p["brainmask"], subject_id=sid)}
+            rlog = logging.getLogger("rimscope")
+            level = rlog.level
+            rlog.setLevel(logging.ERROR)  # the resampling warnings are expected here
+            try:
+                cache = {sid: load_subject(out_dir / p["qsm"], out_dir / p["flair"], out_dir / p["lesions"],
+                                           out_dir / p["brainmask"], subject_id=sid)}
+            finally:
+                rlog.setLevel(level)
         q, f, m, z = lesion_crops(cache[sid], t["lesion_id"])
         for i, (img, kw) in enumerate(((q, dict(cmap="gray", vmin=-0.12, vmax=0.15)),
                                        (f, dict(cmap="gray", vmin=-0.6, vmax=1.2)))):
