@@ -14,12 +14,13 @@ from scipy import ndimage
 
 from .io import Subject
 from .lesions import lesion_table
+from .patches import PatchConfig, sample_patch
 from .runtime import write_text_atomic
 
-CROP_MM = 32.0
+VIEW = PatchConfig(size=64, spacing_mm=0.5)  # 32 mm crops at 0.5 mm
 QSM_WINDOW = (-0.15, 0.15)  # ppm
 FLAIR_WINDOW = (-0.6, 1.2)  # normalised units
-ZOOM = 4
+ZOOM = 2
 
 
 def _png(rgb: np.ndarray) -> str:
@@ -42,41 +43,36 @@ def _contour(mask2d: np.ndarray) -> np.ndarray:
     return mask2d & ~ndimage.binary_erosion(mask2d)
 
 
-def lesion_views(subject: Subject, lesion_id: int, centre_vox, half_vox) -> np.ndarray:
-    """One RGB strip: axial, coronal, sagittal of QSM (top) and FLAIR (bottom) with the contour."""
-    c = np.round(centre_vox).astype(int)
-    lo = np.maximum(c - half_vox, 0)
-    hi = np.minimum(c + half_vox + 1, subject.qsm.shape)
-    win = tuple(slice(a, b) for a, b in zip(lo, hi))
-    q, f, m = subject.qsm[win], subject.flair[win], subject.lesions[win] == lesion_id
-    cc = c - lo
+def lesion_views(subject: Subject, lesion) -> np.ndarray:
+    """One RGB picture: axial, coronal, sagittal of QSM (top) and FLAIR (bottom), contour in red.
+
+    Crops come from the same world-axis sampler as the network's patches (square pixels in mm
+    whatever the voxel size or obliquity), just larger and finer for the eye.
+    """
+    x, _ = sample_patch(subject, lesion, VIEW)
+    c = VIEW.size // 2
     rows = []
-    for vol, window in ((q, QSM_WINDOW), (f, FLAIR_WINDOW)):
+    for ch, window in ((0, QSM_WINDOW), (1, FLAIR_WINDOW)):
         panels = []
         for axis in (2, 1, 0):  # axial (z), coronal (y), sagittal (x)
             idx = [slice(None)] * 3
-            idx[axis] = int(np.clip(cc[axis], 0, vol.shape[axis] - 1))
-            sl = np.rot90(vol[tuple(idx)])
-            ms = np.rot90(m[tuple(idx)])
+            idx[axis] = c
+            sl = np.rot90(x[ch][tuple(idx)])
+            ms = np.rot90(x[2][tuple(idx)] > 0.5)
             rgb = _gray(sl, window)
             rgb[_contour(ms)] = (1.0, 0.2, 0.1)
-            side = int((2 * half_vox + 1).max())
-            canvas = np.zeros((side, side, 3))
-            canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
-            panels.append(canvas)
+            panels.append(rgb)
         rows.append(np.concatenate(panels, axis=1))
-    img = np.concatenate(rows, axis=0)
-    return np.kron(img, np.ones((ZOOM, ZOOM, 1)))
+    return np.kron(np.concatenate(rows, axis=0), np.ones((ZOOM, ZOOM, 1)))
 
 
 def write_report(subject: Subject, rows: list[dict], path) -> None:
     table = {les.id: les for les in lesion_table(subject.lesions, subject.affine)}
-    half = np.ceil(CROP_MM / 2 / subject.zooms).astype(int)
     ranked = sorted(rows, key=lambda r: -r["rim_probability"])
     cards = []
     for rank, r in enumerate(ranked, start=1):
         les = table[r["lesion_id"]]
-        png = _png(lesion_views(subject, les.id, les.centroid_vox, half))
+        png = _png(lesion_views(subject, les))
         call = "Rim+" if r["rim"] else "Rim−"
         cards.append(
             f'<div class="card {"pos" if r["rim"] else "neg"}"><h3>#{rank} lesion {les.id}: '
