@@ -92,18 +92,33 @@ RIM_FEATURE_SCALE = 100.0  # ppm -> units of 10 ppb
 
 
 def rim_features(x: torch.Tensor) -> torch.Tensor:
-    """Analytic rim statistics from a raw patch (N, 4, S, S, S) -> (N, 6): QSM means of the edge
-    shell (|d| <= 1 mm), core (d < -1.5 mm), surround (2-4 mm outside), shell minus surround,
-    shell minus core (in units of 10 ppb: a typical rim contrast is O(1), so the head learns it in
-    a few hundred steps; at ppm x10 it barely moved), and log lesion volume. Regions follow rimscope.lesions'
-    definitions, computed on the patch's signed-distance channel (same patch path as the nets)."""
+    """Analytic rim statistics from a raw patch (N, 4, S, S, S) -> (N, 12).
+
+    QSM means of the edge shell (|d| <= 1 mm), core (d < -1.5 mm) and surround (2-4 mm outside),
+    shell minus surround, shell minus core, log lesion volume; then how much of the edge is
+    paramagnetic — the fraction of shell voxels above the surround mean by 10 and 20 ppb (a
+    proxy for the NAIMS coverage criterion, which a mean cannot see: a full weak rim and a vein
+    along one side have the same mean) — the 25th and 75th percentile of shell minus surround,
+    and the surround's spread (noise and veins nearby). QSM enters in units of 10 ppb, so a
+    typical rim contrast is O(1) and the head learns it in a few hundred steps. Regions follow
+    rimscope.lesions' definitions on the patch's signed-distance channel (the nets' patch path).
+    """
     q = (x[:, 0].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * RIM_FEATURE_SCALE).flatten(1)
     d = x[:, 3].flatten(1)  # signed distance / 6 mm: region bounds in those units
     masks = torch.stack([d.abs() <= 1 / 6, d < -1.5 / 6, (d >= 2 / 6) & (d <= 4 / 6)], 1).to(q.dtype)
-    means = torch.bmm(masks, q.unsqueeze(2)).squeeze(2) / masks.sum(2).clamp_min(1.0)  # one pass
+    counts = masks.sum(2).clamp_min(1.0)
+    means = torch.bmm(masks, q.unsqueeze(2)).squeeze(2) / counts  # one pass
     shell, core, sur = means.unbind(1)
     vol = torch.log1p(x[:, 2].flatten(1).sum(1)) / 5.0
-    return torch.stack([shell, core, sur, shell - sur, shell - core, vol], dim=1)
+    in_shell = masks[:, 0] > 0
+    rel = q - sur[:, None]
+    cover = [((rel > t) & in_shell).sum(1) / counts[:, 0] for t in (1.0, 2.0)]
+    quart = torch.nanquantile(torch.where(in_shell, rel, torch.nan),
+                              torch.tensor([0.25, 0.75], dtype=q.dtype, device=q.device), dim=1)
+    quart = torch.nan_to_num(quart, nan=0.0)
+    sur_sd = ((((q - sur[:, None]) ** 2) * masks[:, 2]).sum(1) / counts[:, 2]).sqrt()
+    return torch.stack([shell, core, sur, shell - sur, shell - core, vol, *cover, quart[0], quart[1],
+                        sur_sd, counts[:, 0].log() / 5.0], dim=1)
 
 
-N_RIM_FEATURES = 6
+N_RIM_FEATURES = 12
