@@ -28,12 +28,12 @@ def add_arguments(p) -> None:
 
 
 def _truth(cohort: Path) -> dict:
-    """{(subject, lesion_id): true rim} from the simulator's truth.json."""
+    """{(subject, lesion_id): true rim (coverage >= 2/3), not the rater label} from truth.json."""
     t = json.loads((cohort / "truth.json").read_text())
     out = {}
     for sid, s in t["subjects"].items():
         for les in s["lesions"]:
-            out[(sid, int(les["lesion_id"]))] = int(les["rim"])
+            out[(sid, int(les["lesion_id"]))] = int(les["true_rim"])
     return out
 
 
