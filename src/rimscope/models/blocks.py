@@ -113,7 +113,11 @@ def rim_features(x: torch.Tensor) -> torch.Tensor:
     in_shell = masks[:, 0] > 0
     rel = q - sur[:, None]
     cover = [((rel > t) & in_shell).sum(1) / counts[:, 0] for t in (1.0, 2.0)]
-    quart = torch.nanquantile(torch.where(in_shell, rel, torch.nan),
+    # quartiles from every 2nd voxel per axis: sorting the whole patch cost more than the network
+    sub = (slice(None), slice(None, None, 2), slice(None, None, 2), slice(None, None, 2))
+    rel_s = rel.view_as(x[:, 0])[sub].flatten(1)
+    shell_s = in_shell.view_as(x[:, 0])[sub].flatten(1)
+    quart = torch.nanquantile(torch.where(shell_s, rel_s, torch.nan),
                               torch.tensor([0.25, 0.75], dtype=q.dtype, device=q.device), dim=1)
     quart = torch.nan_to_num(quart, nan=0.0)
     sur_sd = ((((q - sur[:, None]) ** 2) * masks[:, 2]).sum(1) / counts[:, 2]).sqrt()
