@@ -7,13 +7,15 @@ threshold and the configuration needed to rebuild it from a card.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import torch
 
 from ..patches import PatchConfig
 
 
-class RimModel:
+class RimModel(ABC):
     """Base class. Subclasses set `name`, `config`, and implement `_proba` and the state."""
 
     kind = "neural"
@@ -37,14 +39,17 @@ class RimModel:
     def predict(self, x, device: str = "cpu") -> np.ndarray:
         return (self.predict_proba(x, device) >= self.threshold).astype(np.int64)
 
-    def _proba(self, x, device, batch_size):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _proba(self, x, device, batch_size):
+        """(N, 4, S, S, S) float32 patches -> (N,) probabilities."""
 
-    def state_dict(self) -> dict:  # tensors only: saved with torch.save, loaded weights_only
-        raise NotImplementedError
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Tensors only: saved with torch.save, loaded with weights_only=True."""
 
+    @abstractmethod
     def load_state_dict(self, state: dict) -> None:
-        raise NotImplementedError
+        """Inverse of state_dict."""
 
     def save(self, directory, extra: dict | None = None):
         """dir/weights.pt (tensors only) + dir/card.json; see rimscope.models.card."""
