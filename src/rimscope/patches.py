@@ -102,6 +102,14 @@ def _axis_weights(coords: np.ndarray, n: int) -> tuple[np.ndarray, int]:
     return w, lo
 
 
+def _windows(volumes, cvals, win, size):
+    """Each volume's cropped window (volumes may be arrays or loaders taking the window), with a
+    constant patch ready when the window is empty (the patch lies wholly outside the volume)."""
+    for vol, cval in zip(volumes, cvals):
+        v = vol(win) if callable(vol) else vol[win]
+        yield v, cval, (np.full((size,) * 3, cval, np.float32) if min(v.shape) == 0 else None)
+
+
 def _sample_separable(volumes, cvals, m, t, size, shape):
     """Axis-aligned patch grid (the usual case): trilinear sampling as three small matrix
     products on the cropped window, several times faster than a per-point interpolation."""
@@ -111,10 +119,9 @@ def _sample_separable(volumes, cvals, m, t, size, shape):
     (wx, _), (wy, _), (wz, _) = ws
     inside = (wx.sum(1)[:, None, None] * wy.sum(1)[None, :, None] * wz.sum(1)[None, None, :])
     out = []
-    for vol, cval in zip(volumes, cvals):
-        v = vol(win) if callable(vol) else vol[win]
-        if min(v.shape) == 0:
-            out.append(np.full((size,) * 3, cval, np.float32))
+    for v, cval, empty in _windows(volumes, cvals, win, size):
+        if empty is not None:
+            out.append(empty)
             continue
         # batched small products: each stays under OpenBLAS's threading threshold (one big
         # GEMM would spawn threads, which on a busy 2-core machine is 50x slower)
@@ -135,10 +142,9 @@ def _sample_general(volumes, cvals, m, t, size, shape):
     hi = np.clip(np.ceil(vox.max(1)).astype(int) + 2, lo, shape)
     win = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     out = []
-    for vol, cval in zip(volumes, cvals):
-        v = vol(win) if callable(vol) else vol[win]
-        if min(v.shape) == 0:
-            out.append(np.full((size,) * 3, cval, np.float32))
+    for v, cval, empty in _windows(volumes, cvals, win, size):
+        if empty is not None:
+            out.append(empty)
             continue
         out.append(ndimage.affine_transform(
             np.asarray(v, np.float32), m, offset=t - lo, output_shape=(size,) * 3, order=1,

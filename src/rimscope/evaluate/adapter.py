@@ -56,12 +56,6 @@ def fit_model(name: str, train, val, *, init=None, options: dict | None = None, 
     return model
 
 
-def can_pretrain() -> bool:
-    try:
-        from ..train import pretrain  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def pretrain_init(model_name: str, unlabeled, *, options: dict | None = None, seed: int = 0,

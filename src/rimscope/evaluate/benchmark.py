@@ -64,14 +64,12 @@ def _feasible_folds(labels_tsv: Path, folds: int) -> int:
 
 
 def _evaluate_argv(args, prof: dict, lab: Path, unl: Path | None, out: Path) -> list[str]:
-    from .adapter import can_pretrain
-
     argv = ["--cohort", str(lab), "--labels", str(lab.parent / "labels.tsv"), "--models", args.models,
             "--folds", str(prof["folds"]), "--repeats", str(prof["repeats"]), "--out", str(out),
             "--bootstrap", str(prof["bootstrap"]), "--seed", str(args.seed), "--device", args.device,
             "--ablations", "--label-efficiency", "--sizes", prof["sizes"],
             "--cache-dir", str(Path(args.out) / ".patch_cache")]
-    if unl is not None and can_pretrain():
+    if unl is not None:
         argv += ["--pretrain-cohort", str(unl)]
         for o in prof["pretrain"]:
             argv += ["--pretrain-option", o]

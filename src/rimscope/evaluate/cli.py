@@ -154,8 +154,6 @@ def run(args) -> int:
     if args.pretrain_cohort:
         unl_entries = load_cohort(args.pretrain_cohort)
         check_separate(entries, unl_entries, args.pretrain_cohort)
-        if not adapter.can_pretrain():
-            raise InputError("--pretrain-cohort needs rimscope.train.pretrain, missing from this build")
         unl = load_lesion_data(unl_entries, None, config, cache_dir=cache, quiet=args.quiet).x
         if args.wm_per_subject > 0:
             from ..train.wm_patches import cohort_wm_patches

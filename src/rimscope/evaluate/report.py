@@ -40,7 +40,7 @@ def markdown_table(summary: dict) -> str:
 
 def results_markdown(results: dict) -> str:
     s = results["summary"]
-    out = [f"# rimscope evaluate — results\n",
+    out = ["# rimscope evaluate — results\n",
            f"{s['n_subjects']} subjects, {s['n_lesions']} labelled lesions ({s['n_rim']} Rim+), "
            f"{results['config']['folds']}-fold patient-grouped stratified CV × {s['n_repeats']} repeat(s); "
            "values are means over repeats, [95 % patient-bootstrap CI]. Thresholded metrics (F1, κ, "
