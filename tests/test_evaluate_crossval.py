@@ -98,6 +98,10 @@ def test_plan_variants_ablations():
     assert "asymmetric w/o pre-training" in labels and "rimnet" in labels
     nc = next(x for x in v if x.label == "asymmetric w/o contrastive")
     assert nc.options == {"supcon": False} and nc.pretrained
+    nr = next(x for x in v if x.label == "asymmetric w/o rim probe")
+    assert nr.options == {"rim_probe": False, "model": {"rim_skip": False}} and nr.pretrained
+    po = next(x for x in v if x.label == "asymmetric probe only")
+    assert po.options == {"epochs": 0} and not po.pretrained
 
 
 def test_label_efficiency_and_report_files(tmp_path):

@@ -46,6 +46,8 @@ def test_build_predict_save_load_roundtrip(name, patches, tmp_path):
     if hasattr(model, "fit_arrays"):
         model.fit_arrays(x, y)
     model.threshold = 0.37
+    if hasattr(model, "calibration"):
+        model.calibration = (1.0, -2.0)  # must travel in the card: it changes every probability
     p = model.predict_proba(x)
     assert p.shape == (len(x),) and np.all((p >= 0) & (p <= 1)) and np.isfinite(p).all()
     card = model.save(tmp_path / name)
@@ -102,9 +104,21 @@ def test_flair_never_sees_qsm_and_film_starts_as_identity(patches):
         assert not torch.allclose(a["emb"], b["emb"])
         x3 = x.clone()
         x3[:, 1] += 1.0  # change FLAIR only: zero-initialised FiLM -> no effect at init
-        assert torch.allclose(net(x)["logit"], net(x3)["logit"], atol=1e-6)
+        assert torch.allclose(net(x)["emb"], net(x3)["emb"], atol=1e-6)
         net.gamma.weight.fill_(0.1)
-        assert not torch.allclose(net(x)["logit"], net(x3)["logit"], atol=1e-6)
+        assert not torch.allclose(net(x)["emb"], net(x3)["emb"], atol=1e-6)
+
+
+def test_asymmetric_starts_as_the_rim_contrast_rule(patches):
+    """Untrained, the logit is rim-contrast's prior map of its own score: same ranking, same
+    probabilities; training then learns a residual (head) and the rule's slope (rim_skip)."""
+    torch.manual_seed(0)
+    x = patches[0][:8]
+    net_model, rule = build("asymmetric"), build("rim-contrast")
+    assert np.allclose(net_model.predict_proba(x), rule.predict_proba(x), atol=2e-3)
+    off = build("asymmetric", rim_skip=False)
+    assert off.net.rim_skip is None
+    assert not np.allclose(off.predict_proba(x), rule.predict_proba(x), atol=2e-3)
 
 
 def test_qsm_scaling_is_linear_in_ppm_and_frodo_mask():

@@ -98,6 +98,8 @@ def test_outputs_on_original_grid(tmp_path, model_dir, codes, rot):
             assert abs(float(a["rim_probability"]) - float(b["rim_probability"])) < 1e-3
     summary = read_rows(out / "summary.tsv")
     assert summary[0]["subject"] == "01" and int(summary[0]["n_lesions"]) == 4
+    expected = sum(float(r["rim_probability"]) for r in rows)
+    assert abs(float(summary[0]["expected_n_rim"]) - expected) < 0.01
     run = json.loads((out / "run.json").read_text())
     assert run["done"] == ["01"] and "versions" in run and run["model"]["name"] == "asymmetric"
 

@@ -69,7 +69,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "card.json").exists()
     resumed = fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "run", resume=True)
     hist = resumed.card_extra["training"]["history"]
-    assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in hist] == [0, 1, 2, 3, 4]  # 0: the initial model is scored too
     for k, v in ref.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
     assert resumed.threshold == ref.threshold
@@ -81,9 +81,24 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
 def test_threshold_is_highest_with_sensitivity_09():
     y = np.array([1] * 10 + [0] * 5)
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.1, 0.2, 0.2, 0.5, 0.6, 0.05])
-    t = choose_threshold(y, p)
+    t = choose_threshold(y, p, "sensitivity")
     assert t == 0.3 and np.mean(p[y == 1] >= t) >= 0.9
     assert choose_threshold(np.zeros(3), np.ones(3)) == 0.5
+
+
+def test_default_threshold_maximises_f1_by_hand():
+    # thresholds 0.9 / 0.5 / 0.4 / 0.1 give F1 2/3, 1/2, 4/5, 2/3
+    assert choose_threshold(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.5, 0.1])) == 0.4
+
+
+def test_prior_shift_moves_a_balanced_logit_to_the_prevalence():
+    from rimscope.train.finetune import TRAIN_DEFAULTS, prior_shift
+
+    a, b = prior_shift(0.1, TRAIN_DEFAULTS)  # balanced batches: logit 0 meant p = 1/2
+    assert a == 1.0 and 1 / (1 + np.exp(-b)) == pytest.approx(0.1)
+    assert prior_shift(0.1, {**TRAIN_DEFAULTS, "sampler": "natural"}) == (1.0, 0.0)
+    _, b_sqrt = prior_shift(0.1, {**TRAIN_DEFAULTS, "sampler": "sqrt"})
+    assert b < b_sqrt < 0
 
 
 def test_inner_split_is_grouped_and_stratified():
@@ -150,3 +165,23 @@ def test_registry_names_are_all_trainable_by_cli_choice():
     train_cli.add_arguments(p)
     for name in MODELS:
         assert p.parse_args(["--cohort", "c", "--labels", "l", "--out", "o", "--model", name]).model == name
+
+
+def test_rim_probe_sets_the_linear_path_to_a_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    from rimscope.models.registry import build
+    from rimscope.train.probe import fit_rim_probe, rim_statistics
+
+    d = data(40, 5, pos_frac=0.3)
+    net = build("asymmetric", **FAST).net.eval()
+    assert fit_rim_probe(net, d.x, d.y)
+    f = rim_statistics(d.x)
+    mu, sd = f.mean(0), f.std(0)
+    sd[sd < 1e-8] = 1.0
+    ref = LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000).fit((f - mu) / sd, d.y)
+    with torch.no_grad():  # head's last layer is zero at init: the logit is the probe's
+        logit = net(torch.from_numpy(d.x))["logit"].double().numpy()
+    np.testing.assert_allclose(logit, ref.decision_function((f - mu) / sd), atol=1e-4)
+    assert not fit_rim_probe(build("asymmetric", rim_skip=False, **FAST).net, d.x, d.y)
+    assert not fit_rim_probe(net, d.x, np.zeros(len(d.y), int))  # one class: nothing to fit

@@ -152,9 +152,13 @@ def write_summary(out: Path) -> list[dict]:
         sid = stamp.parent.name.removeprefix("sub-")
         les = read_tsv(stamp.parent / f"sub-{sid}_lesions.tsv")
         probs = [float(r["rim_probability"]) for r in les]
+        # expected_n_rim (sum of probabilities): a threshold-free count estimate, meaningful
+        # because models' probabilities are put on the training prevalence (train.finetune)
         rows.append({"subject": sid, "n_lesions": len(les), "n_rim": sum(int(r["rim"]) for r in les),
+                     "expected_n_rim": round(sum(probs), 2),
                      "max_probability": round(max(probs), 4) if probs else 0.0})
-    write_tsv_atomic(out / "summary.tsv", rows, ["subject", "n_lesions", "n_rim", "max_probability"])
+    write_tsv_atomic(out / "summary.tsv", rows, ["subject", "n_lesions", "n_rim", "expected_n_rim",
+                                                 "max_probability"])
     return rows
 
 

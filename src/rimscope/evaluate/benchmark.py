@@ -19,8 +19,9 @@ ALL_MODELS = "asymmetric,asymmetric-frodo,rimnet,qsm-only,concat,radiomics,rim-c
 BASELINES = ("rimnet", "qsm-only", "concat", "radiomics", "rim-contrast", "asymmetric-frodo")
 
 PROFILES = {
-    # sized (estimated, not yet measured) from the --quick run's timings, see BENCHMARK.md:
-    # ~10 min simulation, 35 cross-validation + 30 label-efficiency fits of <= 6 epochs, 2 threads
+    # measured on 2 CPU cores (BENCHMARK.md): ~10 min simulation of 42 subjects, then
+    # cross-validation (12 rows x 5 folds, <= 6 epochs each), pre-training and the label-efficiency
+    # fits in ~25 min; about 35 min in all
     "full": {"subjects": 32, "unlabeled": 10, "folds": 5, "repeats": 1, "bootstrap": 1000,
              "sizes": "4,8,16,all", "train": ["epochs=6", "patience=3"], "pretrain": ["epochs=10"]},
     "quick": {"subjects": 8, "unlabeled": 2, "folds": 3, "repeats": 1, "bootstrap": 100,

@@ -48,6 +48,11 @@ def plan_variants(models: list[str], pretrain: bool, ablations: bool,
             out.append(Variant(f"{REFERENCE} w/o pre-training", REFERENCE, False, note="ablation"))
         out.append(Variant(f"{REFERENCE} w/o contrastive", REFERENCE, pretrain,
                            options=dict(no_contrastive or {"supcon": False}), note="ablation"))
+        out.append(Variant(f"{REFERENCE} w/o rim probe", REFERENCE, pretrain,
+                           options={"rim_probe": False, "model": {"rim_skip": False}},
+                           note="ablation: the head starts random, no linear path from the rim statistics"))
+        out.append(Variant(f"{REFERENCE} probe only", REFERENCE, False, options={"epochs": 0},
+                           note="ablation: the fitted rim-statistics probe, no network training"))
         if "rimnet" not in models:
             out.append(Variant("rimnet", "rimnet", False, note="ablation: symmetric fusion"))
     return out

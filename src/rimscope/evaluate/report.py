@@ -56,9 +56,10 @@ def results_markdown(results: dict) -> str:
             "count_mae", "prl1_sensitivity", "prl1_specificity", "prl4_sensitivity", "prl4_specificity")) + " |")
     truth = {n: e["vs_truth"] for n, e in s["variants"].items() if e.get("vs_truth")}
     if truth:
-        kappa = next(iter(truth.values()))["rater_vs_truth_kappa"]
+        first = next(iter(truth.values()))
         out.append(f"\nAgainst the simulator's true rim status (first repeat; rater labels vs truth: κ = "
-                   f"{_fmt(kappa)}):\n")
+                   f"{_fmt(first['rater_vs_truth_kappa'])}; an oracle that knows the true status scores ROC "
+                   f"AUC {_fmt(first.get('oracle_roc_auc'))} against the rater labels):\n")
         out.append("| model | ROC AUC vs truth | PR AUC vs truth |")
         out.append("|---|---|---|")
         for n, t in truth.items():

@@ -81,7 +81,8 @@ def summarise(rows: list[dict], *, n_boot: int = 1000, seed: int = 0, reference:
             entry["fpr_by_kind"] = M.fpr_by_kind(yt, pl.P[0], pl.T[0], kk)
             if truth_rim:  # against the simulator's truth instead of the (noisy) rater labels
                 entry["vs_truth"] = {"roc_auc": M.roc_auc(yt, pl.P[0]), "pr_auc": M.average_precision(yt, pl.P[0]),
-                                     "rater_vs_truth_kappa": M.cohen_kappa(yt, pl.y.astype(float), 0.5)}
+                                     "rater_vs_truth_kappa": M.cohen_kappa(yt, pl.y.astype(float), 0.5),
+                                     "oracle_roc_auc": M.roc_auc(pl.y, yt.astype(float))}
         out["variants"][v] = entry
     if reference in pooled:
         ref = pooled[reference]

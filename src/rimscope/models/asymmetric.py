@@ -5,15 +5,25 @@ the lesion and its surroundings are. So QSM gets the full-depth encoder and FLAI
 whose features *condition* the QSM features by spatial FiLM at mid resolution — (1+γ)·z+β with
 γ, β from FLAIR by zero-initialised 1x1x1 convs, so training starts from a pure QSM network —
 and never the reverse. Deeper stages see QSM-dominant features only (with squeeze-excitation),
-and the head reads the pooled QSM embedding, optionally with analytic rim statistics.
+and the head reads the pooled QSM embedding with analytic rim statistics (blocks.rim_features).
+
+Why a linear path from the rim statistics to the logit (`rim_skip`): a labelled cohort holds a
+few dozen Rim+ lesions, too few for a randomly initialised head to even reach the
+shell-minus-surround rule a rater applies. The path starts as that rule; training first sets it
+to a logistic regression on the training lesions' statistics (rimscope.train.probe) and the
+network learns a residual on it (the benchmark's "w/o rim probe" ablation switches both off).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .blocks import (N_RIM_FEATURES, PreActBlock, Stem, frodo_mask, norm, rim_features,
-                     scale_inputs)
+from .blocks import (N_RIM_FEATURES, RIM_FEATURE_SCALE, PreActBlock, Stem, frodo_mask, norm,
+                     rim_features, scale_inputs)
+
+RULE_FEATURE = 3  # rim_features' shell minus surround, in units of 10 ppb
+RULE_SLOPE = 100.0 / RIM_FEATURE_SCALE  # rim-contrast's prior: 100 per ppm
+RULE_BIAS = -3.0
 
 DEFAULTS = {
     "widths": [16, 32, 64, 128],  # QSM: stem (16^3), mid (8^3), deep (4^3, 2^3)
@@ -23,7 +33,7 @@ DEFAULTS = {
     "frodo_mask": False,  # FRODO's dilated-lesion input masking
     "film": True,
     "rim_features": True,  # analytic shell/core/surround means into the head
-    "rim_skip": False,  # ...and a linear path from them straight to the logit (not kept: see card)
+    "rim_skip": True,  # ...and a linear path from them to the logit (the rule; a probe once trained)
     "proj_dim": 32,  # SupCon projection head
     "dropout": 0.2,
 }
@@ -64,9 +74,18 @@ class AsymmetricNet(nn.Module):
         self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
         hin = w3 + (N_RIM_FEATURES if rim_features else 0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
-        # with a few dozen Rim+ lesions the deep path learns slowly; a linear path from the rim
-        # statistics gives the head the analytic rule (rim-contrast) from the first epochs
-        self.rim_skip = nn.Linear(N_RIM_FEATURES, 1) if (rim_features and rim_skip) else None
+        # the logit starts *as* rim-contrast's prior map (shell minus surround, +30 ppb -> p =
+        # 0.5): the linear path holds the rule and the head's last layer is zero, so the deep
+        # features add a residual only where training supports one
+        self.rim_skip = None
+        if rim_features and rim_skip:
+            self.rim_skip = nn.Linear(N_RIM_FEATURES, 1)
+            with torch.no_grad():
+                self.rim_skip.weight.zero_()
+                self.rim_skip.weight[0, RULE_FEATURE] = RULE_SLOPE
+                self.rim_skip.bias.fill_(RULE_BIAS)
+                nn.init.zeros_(self.head[-1].weight)
+                nn.init.zeros_(self.head[-1].bias)
         self.proj = nn.Sequential(nn.Linear(w3, 64), nn.SiLU(), nn.Linear(64, proj_dim))
         self.emb_dim, self.flair_dim, self.mid_dim = w3, f1, w1
 

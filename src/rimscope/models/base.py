@@ -64,15 +64,24 @@ class NeuralRimModel(RimModel):
     def __init__(self, name: str, config: dict, net: torch.nn.Module):
         super().__init__(name, config)
         self.net = net
+        # Platt map (scale, shift) fitted on validation lesions after training: balanced batches
+        # and the focal loss leave raw probabilities near 0.5, which would make Brier scores and
+        # per-subject expected Rim+ counts meaningless. Monotone, so rankings are unchanged.
+        self.calibration = (1.0, 0.0)
 
-    def _proba(self, x, device, batch_size):
+    def logits(self, x, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+        """Uncalibrated network logits, (N,) float64."""
         net = self.net.to(device).eval()
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[i:i + batch_size]).to(device)
-                out.append(torch.sigmoid(net(xb)["logit"].float()).cpu().numpy())
-        return np.concatenate(out)
+                xb = torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)).to(device)
+                out.append(net(xb)["logit"].double().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _proba(self, x, device, batch_size):
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * self.logits(x, device, batch_size) + b)))
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}

@@ -42,6 +42,7 @@ def save_model(model: RimModel, directory, extra: dict | None = None) -> Path:
         "kind": model.kind,
         "config": model.config,
         "threshold": float(model.threshold),
+        **({"calibration": [float(v) for v in model.calibration]} if hasattr(model, "calibration") else {}),
         "patch": model.patch_config.to_dict(),
         "weights": "weights.pt",
         "weights_sha256": sha256_file(directory / "weights.pt"),
@@ -96,6 +97,8 @@ def load_model(path, device: str = "cpu") -> RimModel:
         raise InputError(f"weights do not fit model {card['name']!r} ({str(exc)[:120]}); the card "
                          "and weights come from different models", weights) from None
     model.threshold = float(card.get("threshold", 0.5))
+    if hasattr(model, "calibration"):
+        model.calibration = tuple(float(v) for v in card.get("calibration", (1.0, 0.0)))
     if "patch" in card:
         model.patch_config = PatchConfig.from_dict(card["patch"])
     model.card_extra = {k: v for k, v in card.items() if k in ("training", "metrics", "pretraining")}

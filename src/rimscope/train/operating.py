@@ -1,8 +1,9 @@
 """Validation metrics and the operating threshold, chosen on held-out lesions only.
 
-The default operating point favours sensitivity (the highest threshold that still finds ≥ 90 %
-of validation Rim+ lesions): a missed chronic active lesion costs more than a second look at a
-Rim- one. F1 (FRODO's rule) is offered too.
+The default operating point maximises validation F1 (FRODO's rule): Rim+ counts per subject
+— the number a study reads — then land near the rater's. `threshold_rule=sensitivity` instead
+keeps >= `min_sensitivity` of validation Rim+ lesions, for screening where a missed chronic
+active lesion costs more than a second look (with ROC AUC ~0.8 it calls several times too many).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def roc_auc(y, p) -> float:
     return float(roc_auc_score(y, p))
 
 
-def choose_threshold(y, p, rule: str = "sensitivity", min_sensitivity: float = 0.9) -> float:
+def choose_threshold(y, p, rule: str = "f1", min_sensitivity: float = 0.9) -> float:
     """Threshold on validation scores; 0.5 when there is no positive to choose with."""
     y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
     pos = np.sort(p[y == 1])[::-1]
