@@ -64,9 +64,9 @@ class NeuralRimModel(RimModel):
     def __init__(self, name: str, config: dict, net: torch.nn.Module):
         super().__init__(name, config)
         self.net = net
-        # Platt map (scale, shift) fitted on validation lesions after training: balanced batches
-        # and the focal loss leave raw probabilities near 0.5, which would make Brier scores and
-        # per-subject expected Rim+ counts meaningless. Monotone, so rankings are unchanged.
+        # (scale, shift) applied to the logit, set after training (train.finetune.prior_shift):
+        # balanced batches leave raw probabilities centred on 1/2, which would make Brier scores
+        # and per-subject expected Rim+ counts meaningless. Monotone: rankings are unchanged.
         self.calibration = (1.0, 0.0)
 
     def logits(self, x, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
