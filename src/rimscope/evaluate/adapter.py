@@ -56,8 +56,6 @@ def fit_model(name: str, train, val, *, init=None, options: dict | None = None, 
     return model
 
 
-
-
 def pretrain_init(model_name: str, unlabeled, *, options: dict | None = None, seed: int = 0,
                   device: str = "cpu", quiet: bool = True):
     """Self-supervised weights for `model_name` from lesions whose labels are never tested on."""

@@ -20,10 +20,11 @@ from torch import nn
 
 from .blocks import (N_RIM_FEATURES, RIM_FEATURE_SCALE, PreActBlock, Stem, frodo_mask, norm,
                      rim_features, scale_inputs)
+from .features import RIM_CONTRAST_PRIOR
 
 RULE_FEATURE = 3  # rim_features' shell minus surround, in units of 10 ppb
-RULE_SLOPE = 100.0 / RIM_FEATURE_SCALE  # rim-contrast's prior: 100 per ppm
-RULE_BIAS = -3.0
+RULE_SLOPE = RIM_CONTRAST_PRIOR[0] / RIM_FEATURE_SCALE
+RULE_BIAS = RIM_CONTRAST_PRIOR[1]
 
 DEFAULTS = {
     "widths": [16, 32, 64, 128],  # QSM: stem (16^3), mid (8^3), deep (4^3, 2^3)

@@ -69,19 +69,15 @@ class NeuralRimModel(RimModel):
         # and per-subject expected Rim+ counts meaningless. Monotone: rankings are unchanged.
         self.calibration = (1.0, 0.0)
 
-    def logits(self, x, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-        """Uncalibrated network logits, (N,) float64."""
+    def _proba(self, x, device, batch_size):
         net = self.net.to(device).eval()
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                xb = torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)).to(device)
+                xb = torch.from_numpy(x[i:i + batch_size]).to(device)
                 out.append(net(xb)["logit"].double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def _proba(self, x, device, batch_size):
         a, b = self.calibration
-        return 1.0 / (1.0 + np.exp(-(a * self.logits(x, device, batch_size) + b)))
+        return 1.0 / (1.0 + np.exp(-(a * np.concatenate(out) + b)))
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}

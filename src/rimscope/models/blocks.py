@@ -100,9 +100,9 @@ def rim_features(x: torch.Tensor) -> torch.Tensor:
     proxy for the NAIMS coverage criterion, which a mean cannot see: a full weak rim and a vein
     along one side have the same mean) — the 25th and 75th percentile of shell minus surround,
     the surround's spread (noise and veins nearby), and the edge coverage by sectors (see
-    edge_sectors). QSM enters in units of 10 ppb, so a
-    typical rim contrast is O(1) and the head learns it in a few hundred steps. Regions follow
-    rimscope.lesions' definitions on the patch's signed-distance channel (the nets' patch path).
+    edge_sectors). QSM enters in units of 10 ppb, so a typical rim contrast is O(1) and the head
+    learns it in a few hundred steps. Regions follow rimscope.lesions' definitions on the patch's
+    signed-distance channel (the nets' patch path).
     """
     q = (x[:, 0].clamp(-QSM_CLIP_PPM, QSM_CLIP_PPM) * RIM_FEATURE_SCALE).flatten(1)
     d = x[:, 3].flatten(1)  # signed distance / 6 mm: region bounds in those units
@@ -121,7 +121,7 @@ def rim_features(x: torch.Tensor) -> torch.Tensor:
     quart = torch.nanquantile(torch.where(shell_s, rel_s, torch.nan),
                               torch.tensor([0.25, 0.75], dtype=q.dtype, device=q.device), dim=1)
     quart = torch.nan_to_num(quart, nan=0.0)
-    sur_sd = ((((q - sur[:, None]) ** 2) * masks[:, 2]).sum(1) / counts[:, 2]).sqrt()
+    sur_sd = (((rel ** 2) * masks[:, 2]).sum(1) / counts[:, 2]).sqrt()
     sectors = edge_sectors(rel.view_as(x[:, 0]), in_shell.view_as(x[:, 0]), x[:, 2])
     return torch.stack([shell, core, sur, shell - sur, shell - core, vol, *cover, quart[0], quart[1],
                         sur_sd, counts[:, 0].log() / 5.0, *sectors], dim=1)

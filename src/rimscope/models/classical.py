@@ -13,7 +13,7 @@ import torch
 
 from ..errors import InputError
 from .base import RimModel
-from .features import FEATURES, lesion_features
+from .features import FEATURES, RIM_CONTRAST_PRIOR, lesion_features
 
 
 class RimContrast(RimModel):
@@ -25,7 +25,7 @@ class RimContrast(RimModel):
         if options:
             raise InputError(f"rim-contrast takes no options, got {sorted(options)}")
         super().__init__("rim-contrast", {})
-        self.a, self.b = 100.0, -3.0  # prior: +0.03 ppm contrast -> p = 0.5
+        self.a, self.b = RIM_CONTRAST_PRIOR
 
     @staticmethod
     def score(x) -> np.ndarray:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# rim-contrast's prior map of shell minus surround (per ppm): +0.03 ppm -> p = 0.5. The
+# asymmetric network's linear path starts from the same map.
+RIM_CONTRAST_PRIOR = (100.0, -3.0)
+
 FEATURES = ("shell_mean", "shell_std", "shell_p90", "core_mean", "core_std", "sur_mean", "sur_std",
             "shell_minus_sur", "shell_minus_core", "shell_frac_bright", "log_volume",
             "flair_shell", "flair_core", "flair_sur")
