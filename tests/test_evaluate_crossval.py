@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from rimscope.evaluate import crossval, report, summarise
-from rimscope.evaluate.adapter import f1_threshold
 from rimscope.train.data import LesionData
+from rimscope.train.operating import choose_threshold
 
 
 def _data(n_subj=24, seed=0, s=4):
@@ -35,7 +35,7 @@ class CentreScorer:
     def __init__(self, name, train, val, log):
         self.name, self.scale = name, 1.0 / max(train.x[:, 0, 2, 2, 2].std(), 1e-6)
         ref = val if val is not None and (val.y == 1).any() else train
-        self.threshold = f1_threshold(ref.y, self.predict_proba(ref.x))
+        self.threshold = choose_threshold(ref.y, self.predict_proba(ref.x), "f1")
         log.append({"train": set(train.subject), "val": set(val.subject) if val is not None else set()})
 
     def predict_proba(self, x, device="cpu"):
