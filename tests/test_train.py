@@ -14,7 +14,7 @@ from rimscope.models.synthetic import synthetic_patches
 from rimscope.train import checkpoint
 from rimscope.train.data import LesionData, inner_split
 from rimscope.train.finetune import fit
-from rimscope.train.operating import choose_threshold
+from rimscope.metrics import choose_threshold
 
 torch.set_num_threads(1)
 FAST = {"widths": [8, 16, 32, 32]}

@@ -39,7 +39,7 @@ def _truth(cohort: Path) -> dict:
 
 def score(pred_dir: Path, labels: dict) -> dict:
     """Lesion-level figures of the predictions against a {(subject, id): 0/1} reference."""
-    from .evaluate.metrics import lesion_metrics
+    from .metrics import lesion_metrics
 
     threshold = json.loads((pred_dir / "run.json").read_text())["model"]["threshold"]
     y, p = [], []

@@ -27,7 +27,8 @@ from . import distributed as ddp
 from .augment import augment
 from .data import LesionData, subset
 from .losses import focal_loss, logit_adjusted_loss, supcon_loss
-from .operating import choose_threshold, summary
+from ..metrics import choose_threshold
+from .operating import summary
 from .probe import fit_rim_probe
 from .sampling import epoch_indices
 
