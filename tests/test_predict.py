@@ -22,13 +22,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An untrained but deterministic asymmetric model, saved and reloaded like a shipped one."""
+    from rimscope.models.card import save_model
     from rimscope.models.registry import build
 
     torch.manual_seed(0)
     model = build("asymmetric")
     model.threshold = 0.5
     d = tmp_path_factory.mktemp("model")
-    model.save(d)
+    save_model(model, d)
     return d
 
 
@@ -202,9 +203,10 @@ def test_corrupted_or_mismatched_weights(tmp_path, model_dir, capsys):
     assert len(err) == 1 and "weights.pt" in err[0] and "Traceback" not in err[0]
     # weights of another architecture under a card that claims asymmetric
     other = tmp_path / "other"
+    from rimscope.models.card import save_model
     from rimscope.models.registry import build
 
-    build("rimnet").save(other)
+    save_model(build("rimnet"), other)
     card = json.loads((broken / "card.json").read_text())
     shutil.copy(other / "weights.pt", broken / "weights.pt")
     import hashlib
@@ -226,3 +228,30 @@ def test_report_is_self_contained(tmp_path, model_dir):
     html = (out / "sub-01" / "sub-01_report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize("field,value", [
+    ("config.widths", [16]), ("config", "asymmetric"), ("threshold", "abc"), ("patch.size", -1),
+    ("weights", "../other/weights.pt"), ("weights", "/etc/passwd"), ("config.flair_stem", "huge")])
+def test_tampered_card_is_refused_naming_card_and_field(tmp_path, model_dir, capsys, field, value):
+    """Issue 16 item 5: a bad card field is a user-side error (exit 2, one line, card and field
+    named) found before the weights are read; weights outside the model folder are never read."""
+    import shutil
+
+    p = write_subject(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    card = json.loads((bad / "card.json").read_text())
+    top, _, sub = field.partition(".")
+    if sub:
+        card[top][sub] = value
+    else:
+        card[top] = value
+    (bad / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "o"
+    rc = cli_main(["predict", "-q", "--qsm", str(p["qsm"]), "--flair", str(p["flair"]), "--lesions",
+                   str(p["lesions"]), "-o", str(out), "-d", "cpu", "-m", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert str(bad / "card.json") in err[0] and top in err[0] and "Traceback" not in err[0]
+    assert not out.exists()

@@ -33,35 +33,36 @@ STAMP = ".rimscope-done.json"
 
 # ---------------------------------------------------------------- model
 
-def resolve_model(model=None, device: str = "cpu"):
-    """None → the shipped default; a name of a shipped model; a folder or card path; or a model."""
-    from .models.card import load_model
+def resolve_model_card(model=None, device: str = "cpu"):
+    """(model, card or None). `model`: None → the shipped default; a name of a shipped model; a
+    folder or card path; or a model object (no card)."""
+    from .models.card import load_card_model
     from .weights import shipped as shipped_models
 
     if model is not None and not isinstance(model, (str, Path)):
-        return model
+        return model, None
     shipped = shipped_models()
     if model is None:
         model = "default"
     if str(model) in shipped:
-        return load_model(shipped[str(model)], device=device)
+        return load_card_model(shipped[str(model)], device=device)
     path = Path(model)
     if not path.exists():
         raise InputError(f"model not found; give a folder with card.json + weights.pt, or one of: "
                          f"{', '.join(sorted(shipped)) or 'none shipped'}", path)
-    return load_model(path, device=device)
+    return load_card_model(path, device=device)
 
 
-def _patch_config(model) -> PatchConfig:
-    """The model's own patch geometry (saved in its card): train and predict share it."""
-    return getattr(model, "patch_config", None) or PatchConfig()
+def resolve_model(model=None, device: str = "cpu"):
+    """The model of resolve_model_card."""
+    return resolve_model_card(model, device)[0]
 
 
 # ---------------------------------------------------------------- one subject
 
 def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> list[dict]:
     """Per-lesion rows (the lesions TSV) of a loaded subject."""
-    config = _patch_config(model)
+    config = model.patch_config  # the model's own patch geometry (from its card): train and predict share it
     if b0_dir is not None:
         config = PatchConfig(size=config.size, spacing_mm=config.spacing_mm, b0_dir=tuple(b0_dir))
     ps = extract_patches(subject, config)
@@ -203,10 +204,10 @@ def gather(args) -> list[SubjectEntry]:
 
 
 def run_batch(entries: list[SubjectEntry], out: Path, model, device: str, report: bool = False,
-              qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
+              qsm_units: str = "ppm", b0_dir=None, quiet: bool = False, card=None) -> dict:
     """Predict every entry; returns the run record (failures listed, the batch goes on)."""
     out.mkdir(parents=True, exist_ok=True)
-    sha = (getattr(model, "card", {}) or {}).get("weights_sha256", model.name)
+    sha = card.weights_sha256 if card is not None else model.name
     options = {"report": report, "qsm_units": qsm_units, "b0_dir": b0_dir}
     record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {}}
     for entry in progress(entries, desc="predict", unit="subject", quiet=quiet):
@@ -259,16 +260,16 @@ def run(args) -> int:
     t0 = time.perf_counter()
     entries = shard(gather(args), args.shard)
     device = resolve_device(args.device)
-    model = resolve_model(args.model, device)
+    model, card = resolve_model_card(args.model, device)
     out = Path(args.output)
-    record = run_batch(entries, out, model, device, args.report, args.qsm_units, args.b0_dir, args.quiet)
+    record = run_batch(entries, out, model, device, args.report, args.qsm_units, args.b0_dir, args.quiet, card)
     summary = write_summary(out)
-    card = getattr(model, "card", {}) or {}
     run_name = "run.json" if not args.shard else f"run_shard-{args.shard.replace('/', 'of')}.json"
     write_json_atomic(out / run_name, {
         "command": "predict", "argv": sys.argv, "arguments": {k: v for k, v in vars(args).items()},
         "versions": versions(), "device": device,
-        "model": {"name": model.name, "path": card.get("path"), "sha256": card.get("weights_sha256"),
+        "model": {"name": model.name, "path": str(card.path.parent) if card else None,
+                  "sha256": card.weights_sha256 if card else None,
                   "threshold": model.threshold},
         "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
     n_fail = len(record["failures"])

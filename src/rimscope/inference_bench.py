@@ -40,9 +40,10 @@ def run(args) -> int:
     tmp_ctx = tempfile.TemporaryDirectory() if args.out is None else None
     root = Path(args.out or tmp_ctx.name)
     if "default" not in shipped():
+        from .models.card import save_model
         from .models.registry import build
 
-        build("asymmetric").save(root / "untrained")
+        save_model(build("asymmetric"), root / "untrained")
         model_arg = ["-m", str(root / "untrained")]
         print("note: no shipped default model; timing an untrained asymmetric network", file=sys.stderr)
     n_subj = max(2, args.repeats)

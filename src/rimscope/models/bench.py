@@ -56,7 +56,7 @@ def run(args) -> int:
     on a shared machine, load then hits all rows alike and the fastest round is the least
     disturbed one. The median round is printed too."""
     from ..runtime import resolve_device
-    from .registry import MODELS, NEURAL, build
+    from .registry import MODELS, build, is_neural
     from .synthetic import synthetic_patches
 
     device = resolve_device(getattr(args, "device", "auto"))
@@ -72,7 +72,7 @@ def run(args) -> int:
     for name in MODELS:
         torch.manual_seed(0)
         models[name] = build(name)
-        if name in NEURAL:
+        if is_neural(name):
             params[name] = models[name].n_parameters()
             models[name].predict_proba(x[:32], device)  # warm-up
         else:
@@ -83,7 +83,7 @@ def run(args) -> int:
     for _ in range(repeats):
         for name, model in models.items():
             inf[name].append(n_inf / _median_time(lambda: model.predict_proba(x, device), 1))
-            if name in NEURAL:
+            if is_neural(name):
                 ep[name].append(train_epoch_seconds(model, x, y, device, steps=2))
     print("model\tparameters\tinference_lesions_per_s\ts_per_epoch_1000")
     for name in MODELS:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.registry import NEURAL, build
+from ..models.card import save_model
+from ..models.registry import build, is_neural
 from ..runtime import progress, versions
 from . import checkpoint as ckpt
 from . import distributed as ddp
@@ -71,13 +72,13 @@ def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, in
               "n_val_subjects": len(np.unique(val.subject)) if val is not None else 0}
     torch.manual_seed(seed)  # initial weights: same for every run with this seed, and on every rank
     model = build(model_name, **opts["model"])
-    if model_name not in NEURAL:
+    if not is_neural(model_name):
         return _fit_classical(model, train, val, opts, seed, record, out)
     return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record)
 
 
 def _finish(model, val, opts, record, out, best_epoch=None):
-    if hasattr(model, "calibration"):
+    if is_neural(model.name):
         model.calibration = prior_shift(record["n_train_pos"] / record["n_train"], opts)
         record["calibration"] = list(model.calibration)
     if val is not None and len(val) and (val.y == 1).any():
@@ -91,7 +92,7 @@ def _finish(model, val, opts, record, out, best_epoch=None):
     record.update(best_epoch=best_epoch, threshold_rule=rule, min_sensitivity=opts["min_sensitivity"])
     model.card_extra = {"training": record, "metrics": metrics}
     if out is not None and ddp.is_main():
-        model.save(out)
+        save_model(model, out)
     return model
 
 
