@@ -3,7 +3,7 @@ __version__ = "0.1.0"
 
 
 def predict(qsm, flair, lesions, model=None, **kwargs):
-    """Rate every lesion of one subject; see :func:`rimscope.inference.predict_subject`."""
-    from .inference import predict_subject
+    """Rate every lesion of one subject; see :func:`rimscope.inference.api.predict_subject`."""
+    from .inference.api import predict_subject
 
     return predict_subject(qsm, flair, lesions, model=model, **kwargs)

@@ -19,7 +19,7 @@ COMMANDS = {
     "simulate": ("rimscope.simulate.cli", "simulate a QSM/FLAIR cohort with known Rim+ truth"),
     "pretrain": ("rimscope.train.pretrain_cli", "self-supervised cross-modal pre-training"),
     "train": ("rimscope.train.train_cli", "fine-tune a model on labelled lesions"),
-    "predict": ("rimscope.inference", "rate every lesion of new subjects"),
+    "predict": ("rimscope.inference.cli", "rate every lesion of new subjects"),
     "evaluate": ("rimscope.evaluate.cli", "patient-grouped cross-validation of models"),
     "benchmark": ("rimscope.evaluate.benchmark", "the reproducible headline benchmark"),
     "review": ("rimscope.review.cli", "rate lesions in the browser, export labels"),

@@ -7,7 +7,6 @@ physics-respecting augmentations (rotations about B0, flips) are simple array op
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .cohort import fingerprint
 from .io import Subject
 from .lesions import Lesion, lesion_table
 
@@ -238,11 +238,7 @@ class PatchCache:
         self.root = Path(root)
 
     def key(self, paths: dict, config: PatchConfig, extra: dict | None = None) -> str:
-        stamp = {"v": CACHE_VERSION, "config": config.to_dict(), "extra": extra or {}}
-        for role, p in sorted(paths.items()):
-            st = Path(p).stat()
-            stamp[role] = [str(Path(p).resolve()), st.st_size, st.st_mtime_ns]
-        return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:24]
+        return fingerprint(paths, v=CACHE_VERSION, config=config.to_dict(), extra=extra or {})[:24]
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
