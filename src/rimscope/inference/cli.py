@@ -11,7 +11,8 @@ from pathlib import Path
 from ..cohort import discover
 from ..runtime import resolve_device, versions, write_json_atomic
 from .api import resolve_model_card
-from .batch import BatchOptions, run_batch, shard
+from .batch import BatchOptions, run_batch
+from .batch import shard as batch_shard
 from .outputs import write_summary
 
 
@@ -34,29 +35,42 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    t0 = time.perf_counter()
-    entries = shard(discover(args.input, qsm=args.qsm, flair=args.flair, lesions=args.lesions,
-                             brainmask=args.brainmask, subject=args.subject), args.shard)
-    device = resolve_device(args.device)
-    model, card = resolve_model_card(args.model, device)
-    out = Path(args.output)
-    options = BatchOptions(report=args.report, qsm_units=args.qsm_units,
-                           b0_dir=tuple(args.b0_dir) if args.b0_dir else None, quiet=args.quiet)
-    record = run_batch(entries, out, model, device, options, card)
-    summary = write_summary(out)
-    run_name = "run.json" if not args.shard else f"run_shard-{args.shard.replace('/', 'of')}.json"
-    write_json_atomic(out / run_name, {
-        "command": "predict", "argv": sys.argv, "arguments": {k: v for k, v in vars(args).items()},
-        "versions": versions(), "device": device,
-        "model": {"name": model.name, "path": str(card.path.parent) if card else None,
-                  "sha256": card.weights_sha256 if card else None,
-                  "threshold": model.threshold},
-        "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
-    n_fail = len(record["failures"])
+    record = predict_cohort(input=args.input, output=args.output, model=args.model, device=args.device,
+                            report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
+                            lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
+                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet)
+    summary, n_fail = record["summary"], len(record["failures"])
     print(f"rimscope: {len(record['done'])} subjects rated, {len(record['skipped'])} already done, "
           f"{n_fail} failed; {sum(r['n_rim'] for r in summary)} Rim+ of "
-          f"{sum(r['n_lesions'] for r in summary)} lesions. Results: {out.resolve()}/summary.tsv",
+          f"{sum(r['n_lesions'] for r in summary)} lesions. Results: {Path(args.output).resolve()}/summary.tsv",
           file=sys.stderr)
     for f in record["failures"]:
         print(f"rimscope: failed: {f['subject']}: {f['error']}", file=sys.stderr)
     return 2 if n_fail else 0
+
+
+def predict_cohort(*, output, input=None, model=None, device: str = "auto", report: bool = False,
+                   shard: str | None = None, qsm=None, flair=None, lesions=None, brainmask=None,
+                   subject: str | None = None, qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
+    """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
+    BIDS) or of the single subject qsm/flair/lesions; writes OUT and returns the run record
+    (with the rebuilt summary under "summary")."""
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    t0 = time.perf_counter()
+    entries = batch_shard(discover(input, qsm=qsm, flair=flair, lesions=lesions, brainmask=brainmask,
+                                   subject=subject), shard)
+    device = resolve_device(device)
+    net, card = resolve_model_card(model, device)
+    out = Path(output)
+    options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
+                           quiet=quiet)
+    record = run_batch(entries, out, net, device, options, card)
+    summary = write_summary(out)
+    run_name = "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json"
+    write_json_atomic(out / run_name, {
+        "command": "predict", "argv": sys.argv, "arguments": arguments,
+        "versions": versions(), "device": device,
+        "model": {"name": net.name, "path": str(card.path.parent) if card else None,
+                  "sha256": card.weights_sha256 if card else None, "threshold": net.threshold},
+        "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
+    return {**record, "summary": summary}

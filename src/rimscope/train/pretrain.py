@@ -35,6 +35,7 @@ log = logging.getLogger("rimscope")
 PRETRAIN_DEFAULTS = {"epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "tau": 0.1,
                      "mask_ratio": 0.5, "block": 4, "recon_weight": 1.0, "objective": "infonce",
                      "augment": True, "model": {}}
+PRETRAIN_CHOICES = {"objective": ("infonce", "frodo-mse")}
 PRETRAINABLE = ("asymmetric", "asymmetric-frodo")
 
 
@@ -92,12 +93,11 @@ def pretrain(data, options=None, seed: int = 0, device: str = "cpu", quiet: bool
     options = dict(options or {})
     if "model" in options and isinstance(options["model"], str):  # evaluate's adapter convention
         model_name = options.pop("model")
-    unknown = set(options) - set(PRETRAIN_DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown pre-training option(s) {sorted(unknown)}; known: {sorted(PRETRAIN_DEFAULTS)}")
+    from .options import parse_pretrain_options
+
+    opts = parse_pretrain_options(options, model_name)
     if model_name not in PRETRAINABLE:
         raise InputError(f"pre-training is defined for {', '.join(PRETRAINABLE)}, not {model_name!r}")
-    opts = {**PRETRAIN_DEFAULTS, **options}
     x_all = torch.from_numpy(np.ascontiguousarray(getattr(data, "x", data), dtype=np.float32))
     bs = int(opts["batch_size"])
     if len(x_all) < 4:
