@@ -153,9 +153,13 @@ def test_kill_and_rerun_gives_identical_outputs(tmp_path, model_dir):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the kill must land inside the run, or the rerun below tests nothing
+    assert proc.returncode == -signal.SIGKILL
+    n_done_at_kill = len(list(out.glob("sub-*/.rimscope-done.json")))
+    assert 2 <= n_done_at_kill < len(subjects)
     assert subprocess.run(cmd, env=env).returncode == 0
     run = json.loads((out / "run.json").read_text())
-    assert len(run["skipped"]) >= 2
+    assert len(run["skipped"]) == n_done_at_kill and len(run["done"]) == len(subjects) - n_done_at_kill
     assert not list(out.rglob("*.tmp*"))
     a, b = _outputs(ref), _outputs(out)
     assert a.keys() == b.keys()
