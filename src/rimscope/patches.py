@@ -1,5 +1,7 @@
 """Lesion-centred patches sampled in millimetres along world axes: the one path from images to
-network inputs, shared by training, evaluation and prediction.
+network inputs, shared by training, evaluation and prediction. Holds the patch geometry
+(`PatchConfig`), the sampler (`sample_patch`, `extract_patches`, channels `CHANNELS`), the
+per-subject cache (`PatchCache`) and the path from a cohort entry to patches (`subject_patches`).
 
 Sampling in world space (not voxel space) makes a lesion's patch the same whatever the input's
 orientation, obliquity or voxel size, and puts B0 on the patch's last axis, so the only
@@ -65,15 +67,6 @@ def b0_frame(b0_dir) -> np.ndarray:
     x = helper - z * (helper @ z)
     x /= np.linalg.norm(x)
     return np.stack([x, np.cross(z, x), z], axis=1)
-
-
-def patch_points(centre_mm: np.ndarray, config: PatchConfig) -> np.ndarray:
-    """World coordinates (3, S, S, S) of a patch's voxel centres."""
-    s = config.size
-    off = (np.arange(s) - (s - 1) / 2.0) * config.spacing_mm
-    g = np.stack(np.meshgrid(off, off, off, indexing="ij"))  # (3, S, S, S) in the patch frame
-    frame = b0_frame(config.b0_dir)
-    return np.tensordot(frame, g, axes=1) + np.asarray(centre_mm, float)[:, None, None, None]
 
 
 def patch_transform(centre_mm, affine: np.ndarray, config: PatchConfig) -> tuple[np.ndarray, np.ndarray]:
