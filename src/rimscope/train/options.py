@@ -20,6 +20,10 @@ TRAIN_DEFAULTS = {
 }
 TRAIN_CHOICES = {"loss": ("focal", "logit-adjusted", "bce"), "sampler": ("balanced", "sqrt", "natural"),
                  "threshold_rule": ("f1", "sensitivity")}
+PRETRAIN_DEFAULTS = {"epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "tau": 0.1,
+                     "mask_ratio": 0.5, "block": 4, "recon_weight": 1.0, "objective": "infonce",
+                     "augment": True, "model": {}}
+PRETRAIN_CHOICES = {"objective": ("infonce", "frodo-mse")}
 UNIT_INTERVAL = ("min_sensitivity", "mask_ratio")
 
 
@@ -87,9 +91,7 @@ def parse_training_options(options: dict | None, model: str | None = None) -> di
 
 
 def parse_pretrain_options(options: dict | None, model: str | None = None) -> dict:
-    """Pre-training options (train.pretrain.PRETRAIN_DEFAULTS filled in), every value checked."""
-    from .pretrain import PRETRAIN_CHOICES, PRETRAIN_DEFAULTS
-
+    """Pre-training options (PRETRAIN_DEFAULTS filled in), every value checked."""
     return _parse("pre-training", PRETRAIN_DEFAULTS, PRETRAIN_CHOICES, options, model)
 
 
