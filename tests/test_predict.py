@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_subject, to_orientation
+from conftest import write_manifest, write_tiny_subject
 from rimscope.cli import main as cli_main
 
 torch.set_num_threads(1)
@@ -34,26 +34,12 @@ def model_dir(tmp_path_factory):
 
 
 def write_subject(d, codes="RAS", rot=0.0, seed=0, name="01"):
-    qsm, flair, labels, brain = tiny_subject(seed=seed)
-    paths = {}
-    for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels.astype(np.int16)),
-                      ("brainmask", brain.astype(np.uint8))):
-        a, aff = to_orientation(arr, codes, rot_deg=rot)
-        img = nib.Nifti1Image(a, aff)
-        img.set_qform(aff, code=1)
-        img.set_sform(aff, code=2)
-        p = d / f"sub-{name}_{role}.nii.gz"
-        nib.save(img, str(p))
-        paths[role] = p
-    return paths
+    return write_tiny_subject(d, name, seed, codes=codes, rot_deg=rot, prefix=f"sub-{name}", brainmask=True,
+                              qform_code=1, sform_code=2, lesions_dtype=np.int16)
 
 
 def manifest(d, subjects):
-    lines = ["subject\tqsm\tflair\tlesions\tbrainmask"]
-    for sid, p in subjects.items():
-        lines.append("\t".join([sid] + [str(p[r].relative_to(d)) for r in ("qsm", "flair", "lesions", "brainmask")]))
-    (d / "manifest.tsv").write_text("\n".join(lines) + "\n")
-    return d / "manifest.tsv"
+    return write_manifest(d, subjects)
 
 
 def read_rows(path):

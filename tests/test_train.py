@@ -116,20 +116,10 @@ def test_training_needs_both_classes():
 
 
 def _cohort(tmp_path, n_subjects=4):
-    from conftest import tiny_subject
+    from conftest import write_cohort
 
-    rows, labels = ["subject\tqsm\tflair\tlesions"], ["subject\tlesion_id\trim"]
-    for k in range(n_subjects):
-        qsm, flair, lab, _ = tiny_subject(seed=k)
-        sid = f"s{k}"
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", lab)):
-            nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / f"{sid}_{role}.nii.gz"))
-        rows.append(f"{sid}\t{sid}_qsm.nii.gz\t{sid}_flair.nii.gz\t{sid}_lesions.nii.gz")
-        for lid in np.unique(lab[lab > 0]):
-            labels.append(f"{sid}\t{lid}\t{int(lid % 2 == 0)}")
-    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "labels.tsv").write_text("\n".join(labels) + "\n")
-    return tmp_path / "manifest.tsv", tmp_path / "labels.tsv"
+    manifest, labels, _ = write_cohort(tmp_path, n_subjects)
+    return manifest, labels
 
 
 def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
