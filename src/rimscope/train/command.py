@@ -70,7 +70,7 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
     from . import distributed as ddp
     from .data import inner_split, load_lesion_data, subset
     from .finetune import fit
-    from .options import parse_choice, parse_training_options
+    from .options import parse_choice, parse_training_options, with_epochs
 
     spec(model)
     parse_choice("--qsm-units", qsm_units, ("ppm", "ppb"))
@@ -79,9 +79,7 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
                          "training reads patches in ppm", cohort)
     if not 0.0 <= val_frac < 0.9:
         raise InputError(f"--val-frac {val_frac} must lie in [0, 0.9)")
-    options = dict(options or {})
-    if epochs is not None:
-        options["epochs"] = epochs
+    options = with_epochs(options, epochs)
     parse_training_options(options, model)  # before any image is read
     if threads:
         torch.set_num_threads(threads)

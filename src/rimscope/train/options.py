@@ -95,6 +95,11 @@ def parse_pretrain_options(options: dict | None, model: str | None = None) -> di
     return _parse("pre-training", PRETRAIN_DEFAULTS, PRETRAIN_CHOICES, options, model)
 
 
+def with_epochs(options: dict | None, epochs: int | None) -> dict:
+    """A copy of `options` with `epochs` set where given (the commands' --epochs)."""
+    return {**(options or {}), **({"epochs": epochs} if epochs is not None else {})}
+
+
 def parse_choice(option: str, value, choices) -> str:
     if value not in choices:
         raise InputError(f"{option} {value!r}: choose one of {', '.join(choices)}")

@@ -50,7 +50,7 @@ def pretrain(*, cohort, out, model: str = "asymmetric", epochs: int | None = Non
     from ..errors import InputError
     from ..runtime import resolve_device
     from .data import load_lesion_data
-    from .options import parse_choice, parse_pretrain_options
+    from .options import parse_choice, parse_pretrain_options, with_epochs
     from .pretrain import PRETRAINABLE
     from .pretrain import pretrain as run_pretrain
     from .wm_patches import cohort_wm_patches
@@ -58,9 +58,7 @@ def pretrain(*, cohort, out, model: str = "asymmetric", epochs: int | None = Non
     parse_choice("--model", model, PRETRAINABLE)
     if wm_per_subject < 0:
         raise InputError("--wm-per-subject must be >= 0")
-    options = dict(options or {})
-    if epochs is not None:
-        options["epochs"] = epochs
+    options = with_epochs(options, epochs)
     parse_pretrain_options(options, model)  # before any image is read
     if threads:
         torch.set_num_threads(threads)
