@@ -13,20 +13,21 @@ from dataclasses import dataclass
 from ..errors import InputError
 from .base import NeuralRimModel, RimModel
 
-NEURAL, CLASSICAL = "neural", "classical"
+# no NEURAL tuple any more (ask is_neural): an old `name in NEURAL` must fail loudly, not test a substring
+KIND_NEURAL, KIND_CLASSICAL = "neural", "classical"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    kind: str  # NEURAL | CLASSICAL
+    kind: str  # KIND_NEURAL | KIND_CLASSICAL
     description: str
     builder: str  # "module:attribute" of a callable(name, config) -> RimModel
     defaults_from: str  # "module:attribute" of the default options dict
 
     @property
     def neural(self) -> bool:
-        return self.kind == NEURAL
+        return self.kind == KIND_NEURAL
 
     @property
     def defaults(self) -> dict:
@@ -52,17 +53,17 @@ def _spec(name, kind, description, builder, defaults_from):
 
 
 MODELS: dict[str, ModelSpec] = dict([
-    _spec("asymmetric", NEURAL, "rimscope's method: full QSM encoder, light FLAIR encoder, spatial FiLM, rim features",
+    _spec("asymmetric", KIND_NEURAL, "rimscope's method: full QSM encoder, light FLAIR encoder, spatial FiLM, rim features",
           ".registry:_asymmetric", ".asymmetric:DEFAULTS"),
-    _spec("asymmetric-frodo", NEURAL, "FRODO's published design (symmetric stems, FiLM, input masking)",
+    _spec("asymmetric-frodo", KIND_NEURAL, "FRODO's published design (symmetric stems, FiLM, input masking)",
           ".registry:_asymmetric", ".asymmetric:FRODO"),
-    _spec("rimnet", NEURAL, "two symmetric branches QSM / FLAIR, late fusion (RimNet)",
+    _spec("rimnet", KIND_NEURAL, "two symmetric branches QSM / FLAIR, late fusion (RimNet)",
           ".registry:_baseline", ".baselines:DEFAULTS"),
-    _spec("qsm-only", NEURAL, "one encoder on QSM (+ mask channels)", ".registry:_baseline", ".baselines:DEFAULTS"),
-    _spec("concat", NEURAL, "early fusion: one encoder on QSM+FLAIR", ".registry:_baseline", ".baselines:DEFAULTS"),
-    _spec("radiomics", CLASSICAL, "shell/core/surround statistics + gradient-boosted trees",
+    _spec("qsm-only", KIND_NEURAL, "one encoder on QSM (+ mask channels)", ".registry:_baseline", ".baselines:DEFAULTS"),
+    _spec("concat", KIND_NEURAL, "early fusion: one encoder on QSM+FLAIR", ".registry:_baseline", ".baselines:DEFAULTS"),
+    _spec("radiomics", KIND_CLASSICAL, "shell/core/surround statistics + gradient-boosted trees",
           ".classical:Radiomics", ".classical:RADIOMICS_DEFAULTS"),
-    _spec("rim-contrast", CLASSICAL, "shell minus surroundings, logistic map",
+    _spec("rim-contrast", KIND_CLASSICAL, "shell minus surroundings, logistic map",
           ".classical:RimContrast", ".classical:RIM_CONTRAST_DEFAULTS"),
 ])
 
