@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -126,3 +127,77 @@ def write_subject(folder, arrays: dict, affine, prefix="sub-01"):
     folder.mkdir(parents=True, exist_ok=True)
     return {role: write_nii(folder / f"{prefix}_{role}.nii.gz", arr, affine)
             for role, arr in arrays.items()}
+
+
+# ---------------------------------------------------------------- one cohort factory for every test file
+
+def write_tiny_subject(folder, sid: str, seed: int = 0, *, n_lesions: int = 4, affine=None, codes: str = "RAS",
+                       rot_deg: float = 0.0, prefix: str | None = None, brainmask: bool = False,
+                       rim_lesions=(), shell_ppm: float = 0.0, qform_code: int = 0, sform_code: int = 2,
+                       lesions_dtype=None) -> dict:
+    """One tiny_subject on disk -> {role: path}. `codes`/`rot_deg` re-express it in another
+    orientation (same world data); `affine` instead puts the canonical arrays on that affine;
+    `rim_lesions` get a bright edge shell of `shell_ppm` (what rim-contrast looks for)."""
+    from scipy import ndimage
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    qsm, flair, labels, brain = tiny_subject(seed=seed, n_lesions=n_lesions)
+    for k in rim_lesions:
+        ball = labels == k
+        qsm[ndimage.binary_dilation(ball, iterations=1) & ~ndimage.binary_erosion(ball)] += shell_ppm
+    arrays = {"qsm": qsm, "flair": flair,
+              "lesions": labels.astype(lesions_dtype) if lesions_dtype is not None else labels}
+    if brainmask:
+        arrays["brainmask"] = brain.astype(np.uint8)
+    prefix = prefix or sid
+    paths = {}
+    for role, arr in arrays.items():
+        if affine is not None:
+            a, aff = arr, affine
+        else:
+            a, aff = to_orientation(arr, codes, rot_deg=rot_deg) if (codes != "RAS" or rot_deg) else (arr, np.eye(4))
+        img = nib.Nifti1Image(a, aff)
+        if qform_code:
+            img.set_qform(aff, code=qform_code)
+            img.set_sform(aff, code=sform_code)
+        paths[role] = folder / f"{prefix}_{role}.nii.gz"
+        nib.save(img, str(paths[role]))
+    return paths
+
+
+def write_manifest(root, subjects: dict) -> Path:
+    """manifest.tsv of {sid: {role: path}} with paths relative to `root`."""
+    root = Path(root)
+    roles = ["qsm", "flair", "lesions"] + (["brainmask"] if all("brainmask" in p for p in subjects.values()) else [])
+    lines = ["\t".join(["subject", *roles])]
+    lines += ["\t".join([sid] + [str(Path(p[r]).relative_to(root)) for r in roles]) for sid, p in subjects.items()]
+    (root / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    return root / "manifest.tsv"
+
+
+def write_labels(root, labels: dict) -> Path:
+    """labels.tsv of {(sid, lesion_id): 0/1}."""
+    lines = ["subject\tlesion_id\trim"] + [f"{s}\t{i}\t{int(r)}" for (s, i), r in labels.items()]
+    (Path(root) / "labels.tsv").write_text("\n".join(lines) + "\n")
+    return Path(root) / "labels.tsv"
+
+
+def write_cohort(root, n: int = 4, *, seed0: int = 0, sid=lambda k: f"s{k}", rims=None, shell_ppm: float = 0.0,
+                 folders: bool = False, **subject_options):
+    """A labelled tiny cohort on disk -> (manifest, labels, {sid: {role: path}}).
+
+    Subject k (k = seed0, seed0+1, ...) is tiny_subject(seed=k) with id `sid(k)`; `rims(k)` gives
+    the 0/1 label of lesions 1..4 (default: even ids Rim+), and with `shell_ppm` the Rim+ ones get
+    a bright edge shell. `folders`: sub-<id>/ folders instead of one flat folder."""
+    root = Path(root)
+    rims = rims or (lambda k: [int(lid % 2 == 0) for lid in range(1, 5)])
+    subjects, labels = {}, {}
+    for k in range(seed0, seed0 + n):
+        s = sid(k)
+        r = list(rims(k))
+        rim_ids = [lid for lid, v in enumerate(r, start=1) if v] if shell_ppm else ()
+        subjects[s] = write_tiny_subject(root / f"sub-{s}" if folders else root, s, seed=k,
+                                         rim_lesions=rim_ids, shell_ppm=shell_ppm, **subject_options)
+        labels.update({(s, lid): v for lid, v in enumerate(r, start=1)})
+    return write_manifest(root, subjects), write_labels(root, labels), subjects

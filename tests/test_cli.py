@@ -177,13 +177,32 @@ def test_written_outputs_are_not_private(tmp_path):
 
 
 def test_bench_io_pieces_on_a_small_subject(tmp_path):
-    from rimscope import bench_io
+    from rimscope.bench import io as bench_io
 
     paths = bench_io.synthetic_subject(tmp_path, shape=(64, 64, 48), n_lesions=6)
     res = bench_io.measure(paths, repeats=1)
     assert res["n_lesions"] == 6  # six separate components found again by the loader
     assert len(res["load_subject"]) == 1 and res["load_subject"][0] > 0
-    assert bench_io.peak_rss_mb() > 10
+
+
+def test_peak_rss_measures_a_known_allocation_in_megabytes():
+    """The bench's peak memory sees a 300 MB array as about 300 MB (not kB, not bytes, not constant).
+
+    Measured in a grandchild started by a small launcher: Linux carries a process's peak RSS
+    across fork + exec, so a child of this (large) test process would start at our peak."""
+    import subprocess
+    import sys
+
+    def peak(mb: int) -> float:
+        code = ("import numpy as np; from rimscope.bench.io import peak_rss_mb; "
+                f"a = np.ones({mb} * 2**20 // 8); print(peak_rss_mb())")
+        launcher = f"import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', {code!r}]).returncode)"
+        r = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-500:]
+        return float(r.stdout)
+
+    grown = peak(300) - peak(0)
+    assert 250 < grown < 400, grown
 
 
 @pytest.mark.slow

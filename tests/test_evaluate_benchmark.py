@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rimscope.cli import main
-from rimscope.evaluate.benchmark import PROFILES, _evaluate_argv, check_targets, evaluate_parser
+from rimscope.errors import InputError
+from rimscope.evaluate.benchmark import PROFILES, _evaluate_kwargs, check_options, check_targets
 
 
 def _summary(asym, frodo, radiomics):
@@ -31,13 +32,16 @@ def test_check_targets_reports_met_and_missed():
 @pytest.mark.parametrize("profile", ["quick", "full"])
 def test_benchmark_drives_evaluate_with_valid_arguments(tmp_path, profile):
     ns = argparse.Namespace(models="asymmetric,rim-contrast", seed=3, device="cpu", out=str(tmp_path),
-                            option=["lr=0.001"], threads=2, quiet=True)
-    argv = _evaluate_argv(ns, PROFILES[profile], tmp_path / "c" / "manifest.tsv", tmp_path / "u" / "manifest.tsv",
+                            option=["lr=0.002"], threads=2, quiet=True)
+    kw = _evaluate_kwargs(ns, PROFILES[profile], tmp_path / "c" / "manifest.tsv", tmp_path / "u" / "manifest.tsv",
                           tmp_path / "ev")
-    a = evaluate_parser().parse_args(argv)
-    assert a.quiet and a.ablations and a.label_efficiency and a.seed == 3 and a.threads == 2
-    assert a.folds == PROFILES[profile]["folds"] and a.option[-1] == "lr=0.001"  # user options last: they win
-    assert a.pretrain_cohort == str(tmp_path / "u" / "manifest.tsv")
+    check_options(kw)
+    assert kw["quiet"] and kw["ablations"] and kw["label_efficiency"] and kw["seed"] == 3 and kw["threads"] == 2
+    assert kw["folds"] == PROFILES[profile]["folds"] and kw["options"]["lr"] == 0.002  # user options win
+    assert kw["pretrain_cohort"] == tmp_path / "u" / "manifest.tsv"
+    ns.option = ["threshold_rule=abc"]
+    with pytest.raises(InputError, match="threshold_rule"):
+        check_options(_evaluate_kwargs(ns, PROFILES[profile], tmp_path / "c" / "manifest.tsv", None, tmp_path / "ev"))
 
 
 @pytest.mark.slow

@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
 import numpy as np
-from conftest import tiny_subject
+import pytest
+from conftest import write_cohort
 
 from rimscope.cli import main
 
 
 def _cohort(root, n=8, seed0=0):
-    root.mkdir(parents=True, exist_ok=True)
-    lines, labels = ["subject\tqsm\tflair\tlesions"], ["subject\tlesion_id\trim"]
     rng = np.random.default_rng(seed0)
-    for i in range(n):
-        qsm, flair, lab, _ = tiny_subject(seed=seed0 + i)
-        sid = f"s{seed0 + i:02d}"
-        rims = rng.random(4) < 0.3
-        rims[i % 4] = True  # each subject holds a Rim+ lesion, at varying ids
-        for k, rim in enumerate(rims, start=1):
-            if rim:  # a bright shell around lesion k: what rim-contrast looks for
-                ball = lab == k
-                from scipy import ndimage
-                shell = ndimage.binary_dilation(ball, iterations=1) & ~ndimage.binary_erosion(ball)
-                qsm[shell] += 0.06
-            labels.append(f"{sid}\t{k}\t{int(rim)}")
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", lab)):
-            nib.save(nib.Nifti1Image(arr, np.eye(4)), str(root / f"{sid}_{role}.nii.gz"))
-        lines.append(f"{sid}\t{sid}_qsm.nii.gz\t{sid}_flair.nii.gz\t{sid}_lesions.nii.gz")
-    (root / "manifest.tsv").write_text("\n".join(lines) + "\n")
-    (root / "labels.tsv").write_text("\n".join(labels) + "\n")
-    return root / "manifest.tsv", root / "labels.tsv"
+
+    def rims(k):
+        r = rng.random(4) < 0.3
+        r[(k - seed0) % 4] = True  # each subject holds a Rim+ lesion, at varying ids
+        return r.astype(int)
+
+    manifest, labels, _ = write_cohort(root, n, seed0=seed0, sid=lambda k: f"s{k:02d}", rims=rims, shell_ppm=0.06)
+    return manifest, labels
 
 
 def test_evaluate_classical_models_end_to_end(tmp_path, capsys):
@@ -70,6 +58,7 @@ def test_evaluate_user_errors(tmp_path, capsys):
     assert rc == 2 and "separate unlabeled cohort" in err
 
 
+@pytest.mark.slow
 def test_evaluate_with_pretraining_ablations_and_label_efficiency(tmp_path):
     """The method's whole protocol on a tiny cohort (1 epoch, 16^3 patches): plumbing, not quality."""
     m, lab = _cohort(tmp_path / "c", n=6)

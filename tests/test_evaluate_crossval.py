@@ -9,7 +9,7 @@ import pytest
 
 from rimscope.evaluate import crossval, report, summarise
 from rimscope.train.data import LesionData
-from rimscope.train.operating import choose_threshold
+from rimscope.metrics import choose_threshold
 
 
 def _data(n_subj=24, seed=0, s=4):

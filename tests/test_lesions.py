@@ -7,7 +7,7 @@ from conftest import (PHANTOM_LESIONS, centred_affine, phantom_on_grid, tiny_sub
                       to_orientation, write_nii)
 
 from rimscope.io import load_subject
-from rimscope.lesions import label_components, lesion_regions, lesion_table, signed_distance
+from rimscope.lesions import label_components, lesion_regions, lesion_table
 
 
 def test_components_26_connected_in_raster_order():
@@ -100,11 +100,3 @@ def test_regions_are_in_millimetres():
     assert abs(shell1 - shell05) < 0.1 * shell1  # a 2 mm band around r = 5 mm (~640 mm3 ideal)
     assert 450 < shell1 < 700
     assert abs(core1 - core05) < 0.2 * core1 and abs(sur1 - sur05) < 0.1 * sur1
-
-
-def test_signed_distance_sign():
-    m = np.zeros((11, 11, 11), bool)
-    m[3:8, 3:8, 3:8] = True
-    d = signed_distance(m, (2.0, 2.0, 2.0))
-    assert d[5, 5, 5] < 0 and d[0, 0, 0] > 0
-    assert d[5, 5, 5] == pytest.approx(-6.0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_subject, to_orientation
+from conftest import write_manifest, write_tiny_subject
 from rimscope.cli import main as cli_main
 
 torch.set_num_threads(1)
@@ -22,37 +22,24 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An untrained but deterministic asymmetric model, saved and reloaded like a shipped one."""
+    from rimscope.models.card import save_model
     from rimscope.models.registry import build
 
     torch.manual_seed(0)
     model = build("asymmetric")
     model.threshold = 0.5
     d = tmp_path_factory.mktemp("model")
-    model.save(d)
+    save_model(model, d)
     return d
 
 
 def write_subject(d, codes="RAS", rot=0.0, seed=0, name="01"):
-    qsm, flair, labels, brain = tiny_subject(seed=seed)
-    paths = {}
-    for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels.astype(np.int16)),
-                      ("brainmask", brain.astype(np.uint8))):
-        a, aff = to_orientation(arr, codes, rot_deg=rot)
-        img = nib.Nifti1Image(a, aff)
-        img.set_qform(aff, code=1)
-        img.set_sform(aff, code=2)
-        p = d / f"sub-{name}_{role}.nii.gz"
-        nib.save(img, str(p))
-        paths[role] = p
-    return paths
+    return write_tiny_subject(d, name, seed, codes=codes, rot_deg=rot, prefix=f"sub-{name}", brainmask=True,
+                              qform_code=1, sform_code=2, lesions_dtype=np.int16)
 
 
 def manifest(d, subjects):
-    lines = ["subject\tqsm\tflair\tlesions\tbrainmask"]
-    for sid, p in subjects.items():
-        lines.append("\t".join([sid] + [str(p[r].relative_to(d)) for r in ("qsm", "flair", "lesions", "brainmask")]))
-    (d / "manifest.tsv").write_text("\n".join(lines) + "\n")
-    return d / "manifest.tsv"
+    return write_manifest(d, subjects)
 
 
 def read_rows(path):
@@ -152,9 +139,13 @@ def test_kill_and_rerun_gives_identical_outputs(tmp_path, model_dir):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the kill must land inside the run, or the rerun below tests nothing
+    assert proc.returncode == -signal.SIGKILL
+    n_done_at_kill = len(list(out.glob("sub-*/.rimscope-done.json")))
+    assert 2 <= n_done_at_kill < len(subjects)
     assert subprocess.run(cmd, env=env).returncode == 0
     run = json.loads((out / "run.json").read_text())
-    assert len(run["skipped"]) >= 2
+    assert len(run["skipped"]) == n_done_at_kill and len(run["done"]) == len(subjects) - n_done_at_kill
     assert not list(out.rglob("*.tmp*"))
     a, b = _outputs(ref), _outputs(out)
     assert a.keys() == b.keys()
@@ -202,9 +193,10 @@ def test_corrupted_or_mismatched_weights(tmp_path, model_dir, capsys):
     assert len(err) == 1 and "weights.pt" in err[0] and "Traceback" not in err[0]
     # weights of another architecture under a card that claims asymmetric
     other = tmp_path / "other"
+    from rimscope.models.card import save_model
     from rimscope.models.registry import build
 
-    build("rimnet").save(other)
+    save_model(build("rimnet"), other)
     card = json.loads((broken / "card.json").read_text())
     shutil.copy(other / "weights.pt", broken / "weights.pt")
     import hashlib
@@ -226,3 +218,30 @@ def test_report_is_self_contained(tmp_path, model_dir):
     html = (out / "sub-01" / "sub-01_report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize("field,value", [
+    ("config.widths", [16]), ("config", "asymmetric"), ("threshold", "abc"), ("patch.size", -1),
+    ("weights", "../other/weights.pt"), ("weights", "/etc/passwd"), ("config.flair_stem", "huge")])
+def test_tampered_card_is_refused_naming_card_and_field(tmp_path, model_dir, capsys, field, value):
+    """Issue 16 item 5: a bad card field is a user-side error (exit 2, one line, card and field
+    named) found before the weights are read; weights outside the model folder are never read."""
+    import shutil
+
+    p = write_subject(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    card = json.loads((bad / "card.json").read_text())
+    top, _, sub = field.partition(".")
+    if sub:
+        card[top][sub] = value
+    else:
+        card[top] = value
+    (bad / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "o"
+    rc = cli_main(["predict", "-q", "--qsm", str(p["qsm"]), "--flair", str(p["flair"]), "--lesions",
+                   str(p["lesions"]), "-o", str(out), "-d", "cpu", "-m", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert str(bad / "card.json") in err[0] and top in err[0] and "Traceback" not in err[0]
+    assert not out.exists()

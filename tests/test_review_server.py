@@ -53,6 +53,7 @@ def _run_raters(server, passes, stop=None):
     return answered, failures, threads
 
 
+@pytest.mark.slow  # a real server in a subprocess
 def test_two_raters_at_once_lose_no_rating(cohort):
     """Two raters post every lesion three times, concurrently, to a real uvicorn server."""
     server = Server(cohort)
@@ -75,6 +76,7 @@ def test_two_raters_at_once_lose_no_rating(cohort):
     assert got == want
 
 
+@pytest.mark.slow  # a real server in a subprocess
 def test_server_killed_mid_session_loses_no_committed_rating(cohort):
     """SIGKILL the server while two raters are still posting: every rating it answered is kept."""
     server = Server(cohort)

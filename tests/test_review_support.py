@@ -15,38 +15,33 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from conftest import tiny_subject
+from conftest import write_manifest, write_tiny_subject
 
 PROBS = {"01": [0.92, 0.08, 0.55, 0.47], "02": [0.30, 0.70, 0.51]}
 
 
 def make_review_cohort(root: Path) -> dict:
     """Two subjects (4 and 3 lesions) + OUT/sub-<id>/sub-<id>_lesions.tsv per the output contract."""
+    from rimscope.inference.outputs import LESION_COLUMNS, lesions_tsv
     from rimscope.lesions import lesion_table
     from rimscope.runtime import write_tsv_atomic
 
     root = Path(root)
     out = root / "pred"
-    lines = ["subject\tqsm\tflair\tlesions"]
+    subjects = {}
     for k, (sid, probs) in enumerate(PROBS.items()):
-        qsm, flair, labels, _ = tiny_subject(seed=k, n_lesions=len(probs))
         aff = np.diag([1.0, 1.0, 1.2, 1.0])
-        d = root / f"sub-{sid}"
-        d.mkdir(parents=True)
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels)):
-            nib.save(nib.Nifti1Image(arr, aff), str(d / f"sub-{sid}_{role}.nii.gz"))
-        lines.append(f"{sid}\tsub-{sid}/sub-{sid}_qsm.nii.gz\tsub-{sid}/sub-{sid}_flair.nii.gz\t"
-                     f"sub-{sid}/sub-{sid}_lesions.nii.gz")
+        subjects[sid] = write_tiny_subject(root / f"sub-{sid}", sid, seed=k, n_lesions=len(probs), affine=aff,
+                                           prefix=f"sub-{sid}")
+        labels = np.asanyarray(nib.load(str(subjects[sid]["lesions"])).dataobj)
         rows = []
         for les, p in zip(lesion_table(labels, aff), probs):
             x, y, z = les.centroid_mm
             rows.append({"lesion_id": les.id, "n_voxels": les.n_voxels, "volume_mm3": les.volume_mm3,
                          "x_mm": float(x), "y_mm": float(y), "z_mm": float(z), "rim_probability": p,
                          "rim": int(p >= 0.5), "flags": ",".join(les.flags)})
-        write_tsv_atomic(out / f"sub-{sid}" / f"sub-{sid}_lesions.tsv", rows,
-                         ["lesion_id", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm",
-                          "rim_probability", "rim", "flags"])
-    (root / "manifest.tsv").write_text("\n".join(lines) + "\n")
+        write_tsv_atomic(lesions_tsv(out, sid), rows, LESION_COLUMNS)
+    write_manifest(root, subjects)
     return {"manifest": root / "manifest.tsv", "predictions": out, "db": out / "review.sqlite"}
 
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from rimscope.errors import InputError
-from rimscope.models.registry import MODELS
 from rimscope.models.synthetic import synthetic_patches
 from rimscope.train import checkpoint
 from rimscope.train.data import LesionData, inner_split
 from rimscope.train.finetune import fit
-from rimscope.train.operating import choose_threshold
+from rimscope.metrics import choose_threshold
 
 torch.set_num_threads(1)
 FAST = {"widths": [8, 16, 32, 32]}
@@ -117,20 +116,10 @@ def test_training_needs_both_classes():
 
 
 def _cohort(tmp_path, n_subjects=4):
-    from conftest import tiny_subject
+    from conftest import write_cohort
 
-    rows, labels = ["subject\tqsm\tflair\tlesions"], ["subject\tlesion_id\trim"]
-    for k in range(n_subjects):
-        qsm, flair, lab, _ = tiny_subject(seed=k)
-        sid = f"s{k}"
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", lab)):
-            nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / f"{sid}_{role}.nii.gz"))
-        rows.append(f"{sid}\t{sid}_qsm.nii.gz\t{sid}_flair.nii.gz\t{sid}_lesions.nii.gz")
-        for lid in np.unique(lab[lab > 0]):
-            labels.append(f"{sid}\t{lid}\t{int(lid % 2 == 0)}")
-    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "labels.tsv").write_text("\n".join(labels) + "\n")
-    return tmp_path / "manifest.tsv", tmp_path / "labels.tsv"
+    manifest, labels, _ = write_cohort(tmp_path, n_subjects)
+    return manifest, labels
 
 
 def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
@@ -146,8 +135,14 @@ def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
     card = json.loads((out / "card.json").read_text())
     assert card["name"] == "asymmetric" and card["training"]["seed"] == 0
     assert card["training"]["n_val_subjects"] == 2 and card["training"]["labels"] == str(labels)
-    assert set(card["training"]["val_subjects"]).isdisjoint(
-        {"s0", "s1", "s2", "s3"} - set(card["training"]["val_subjects"]))
+    # the split is by patient: the lesions counted as training are exactly those of the other subjects
+    val_subjects = set(card["training"]["val_subjects"])
+    per_subject = {}
+    for line in labels.read_text().splitlines()[1:]:
+        per_subject[line.split("\t")[0]] = per_subject.get(line.split("\t")[0], 0) + 1
+    assert len(val_subjects) == 2 and val_subjects <= set(per_subject)
+    assert card["training"]["n_val"] == sum(n for s, n in per_subject.items() if s in val_subjects)
+    assert card["training"]["n_train"] == sum(n for s, n in per_subject.items() if s not in val_subjects)
     model = load_model(out)
     assert model.config["widths"] == [8, 16, 16, 16]
     assert (out / "checkpoint.pt").exists()
@@ -157,14 +152,18 @@ def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
     assert rc == 2 and "lesion 99" in capsys.readouterr().err
 
 
-def test_registry_names_are_all_trainable_by_cli_choice():
-    from rimscope.train import train_cli
-    import argparse
+@pytest.mark.parametrize("option", ["threshold_rule=abc", "sampler=uniform", "epochs=-1", "model.widht=3"])
+def test_bad_training_option_fails_before_any_work(tmp_path, capsys, option):
+    """Options are checked up front: exit 2 naming the option, before a patch is extracted."""
+    from rimscope.cli import main
 
-    p = argparse.ArgumentParser()
-    train_cli.add_arguments(p)
-    for name in MODELS:
-        assert p.parse_args(["--cohort", "c", "--labels", "l", "--out", "o", "--model", name]).model == name
+    manifest, labels = _cohort(tmp_path)
+    out = tmp_path / "model"
+    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(labels), "--out", str(out),
+               "-o", option, "-d", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and option.split("=")[0].removeprefix("model.") in err[0]
+    assert not out.exists()  # no patch cache, no checkpoint: nothing ran
 
 
 def test_rim_probe_sets_the_linear_path_to_a_logistic_regression():

@@ -1,9 +1,31 @@
-"""rimscope: per-lesion probability of a paramagnetic rim on QSM, with FLAIR as context."""
+"""rimscope: per-lesion probability of a paramagnetic rim on QSM, with FLAIR as context.
+
+One Python function per command, keyword arguments as the CLI's options (rimscope.commands):
+`rimscope.predict(qsm, flair, lesions, model=None)` (one subject -> rows),
+`rimscope.evaluate(cohort=..., labels=..., out=...)`, `rimscope.train(cohort=..., labels=...,
+out=...)`, `rimscope.simulate(out=..., subjects=...)`, `rimscope.pretrain(cohort=..., out=...)`.
+"""
 __version__ = "0.1.0"
 
 
 def predict(qsm, flair, lesions, model=None, **kwargs):
-    """Rate every lesion of one subject; see :func:`rimscope.inference.predict_subject`."""
-    from .inference import predict_subject
+    """Rate every lesion of one subject; see :func:`rimscope.inference.api.predict_subject`."""
+    from .inference.api import predict_subject
 
     return predict_subject(qsm, flair, lesions, model=model, **kwargs)
+
+
+def pretrain(**kwargs):
+    """`rimscope pretrain`; see :func:`rimscope.train.pretrain_command.pretrain`."""
+    from .train.pretrain_command import pretrain as run
+
+    return run(**kwargs)
+
+
+def __getattr__(name):
+    """`rimscope.evaluate`, `.train`, `.simulate`: the stage packages, callable as their command."""
+    if name in ("evaluate", "train", "simulate"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'rimscope' has no attribute {name!r}")

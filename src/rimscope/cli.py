@@ -16,10 +16,10 @@ from .errors import InputError
 
 COMMANDS = {
     "validate": ("rimscope.validate", "check a cohort (manifest or BIDS) against the input contract"),
-    "simulate": ("rimscope.simulate.cli", "simulate a QSM/FLAIR cohort with known Rim+ truth"),
-    "pretrain": ("rimscope.train.pretrain_cli", "self-supervised cross-modal pre-training"),
-    "train": ("rimscope.train.train_cli", "fine-tune a model on labelled lesions"),
-    "predict": ("rimscope.inference", "rate every lesion of new subjects"),
+    "simulate": ("rimscope.simulate.command", "simulate a QSM/FLAIR cohort with known Rim+ truth"),
+    "pretrain": ("rimscope.train.pretrain_command", "self-supervised cross-modal pre-training"),
+    "train": ("rimscope.train.command", "fine-tune a model on labelled lesions"),
+    "predict": ("rimscope.inference.cli", "rate every lesion of new subjects"),
     "evaluate": ("rimscope.evaluate.cli", "patient-grouped cross-validation of models"),
     "benchmark": ("rimscope.evaluate.benchmark", "the reproducible headline benchmark"),
     "review": ("rimscope.review.cli", "rate lesions in the browser, export labels"),

@@ -1,7 +1,12 @@
-"""Cohorts (a manifest or a BIDS folder) and expert labels, checked before any long run starts."""
+"""Where the inputs are: cohorts (a manifest or a BIDS folder), a plain subject folder or three
+files given one by one (`discover`), expert labels, and the fingerprint of a subject's input files
+(patch cache keys and prediction stamps). Checked before any long run starts.
+"""
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -29,6 +34,60 @@ class SubjectEntry:
         if self.brainmask is not None:
             out["brainmask"] = self.brainmask
         return out
+
+
+def fingerprint(paths: dict, **extra) -> str:
+    """sha256 of each input file's (resolved path, size, mtime) and of `extra` (JSON-able): the
+    key of a patch cache entry and of a prediction stamp, so a changed input redoes the work."""
+    stamp = dict(extra)
+    for role, p in sorted(paths.items()):
+        st = Path(p).stat()
+        stamp[role] = [str(Path(p).resolve()), st.st_size, st.st_mtime_ns]
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
+
+
+def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None,
+             subject=None) -> list[SubjectEntry]:
+    """The subjects to rate: `input` is a subject folder, a manifest (.csv/.tsv) or a BIDS
+    folder; without it, the three files of one subject (its id from `subject` or the QSM name)."""
+    if not input:
+        return [single_subject(qsm, flair, lesions, brainmask, subject)]
+    path = Path(input)
+    if path.is_dir():
+        return subject_folder(path) or load_cohort(path)
+    return load_cohort(path)
+
+
+def single_subject(qsm, flair, lesions, brainmask=None, subject=None) -> SubjectEntry:
+    if not (qsm and flair and lesions):
+        raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or all of --qsm --flair --lesions")
+    for p in (qsm, flair, lesions):
+        if not Path(p).exists():
+            raise InputError("file not found", p)
+    from .io import guess_subject_id
+
+    return SubjectEntry(subject=subject or guess_subject_id(qsm), qsm=Path(qsm), flair=Path(flair),
+                        lesions=Path(lesions), brainmask=Path(brainmask) if brainmask else None)
+
+
+def subject_folder(path: Path) -> list[SubjectEntry] | None:
+    """A plain folder holding one subject's files, found by name (qsm/chimap, flair, lesion)."""
+    nii = [p for p in sorted(path.iterdir()) if p.name.endswith((".nii", ".nii.gz"))]
+    if not nii or any(path.glob("sub-*/")):
+        return None
+
+    def pick(*keys, exclude=()):
+        hits = [p for p in nii if any(k in p.name.lower() for k in keys)
+                and not any(e in p.name.lower() for e in exclude)]
+        return hits[0] if len(hits) == 1 else None
+
+    qsm, flair = pick("qsm", "chimap"), pick("flair")
+    les = pick("lesion", exclude=("brain",))
+    if not (qsm and flair and les):
+        raise InputError("folder holds NIfTIs but not exactly one each of *qsm*|*Chimap*, *flair*, "
+                         "*lesion*; rename them or use --qsm/--flair/--lesions", path)
+    return [SubjectEntry(subject=path.name.removeprefix("sub-"), qsm=qsm, flair=flair, lesions=les,
+                         brainmask=pick("brainmask", "brain_mask"))]
 
 
 def load_cohort(path, problems: list | None = None) -> list[SubjectEntry]:

@@ -39,7 +39,7 @@ def _truth(cohort: Path) -> dict:
 
 def score(pred_dir: Path, labels: dict) -> dict:
     """Lesion-level figures of the predictions against a {(subject, id): 0/1} reference."""
-    from .evaluate.metrics import lesion_metrics
+    from .metrics import lesion_metrics
 
     threshold = json.loads((pred_dir / "run.json").read_text())["model"]["threshold"]
     y, p = [], []
@@ -56,26 +56,23 @@ def score(pred_dir: Path, labels: dict) -> dict:
 
 
 def run(args) -> int:
-    from .cli import main as cli_main
+    from .inference.cli import predict_cohort
+    from .simulate.command import simulate
 
     t0 = time.perf_counter()
     out = Path(args.output)
     cohort = out / "cohort"
-    quiet = ["-q"] if args.quiet else []
     print(f"rimscope demo: simulating {args.subjects} held-out subjects (seed {args.seed}) ...",
           file=sys.stderr)
-    rc = cli_main(["simulate", "--out", str(cohort), "--subjects", str(args.subjects),
-                   "--seed", str(args.seed), *quiet])
-    if rc:
-        return rc
+    simulate(out=cohort, subjects=args.subjects, seed=args.seed, quiet=args.quiet)
     pred = out / "predictions"
     print("rimscope demo: rating every lesion with the shipped model ...", file=sys.stderr)
-    argv = ["predict", "-i", str(cohort / "manifest.tsv"), "-o", str(pred), "--report", "-d", args.device, *quiet]
-    if args.model:
-        argv += ["-m", args.model]
-    rc = cli_main(argv)
-    if rc:
-        return rc
+    record = predict_cohort(input=cohort / "manifest.tsv", output=pred, model=args.model, report=True,
+                            device=args.device, quiet=args.quiet)
+    if record["failures"]:
+        for f in record["failures"]:
+            print(f"rimscope: failed: {f['subject']}: {f['error']}", file=sys.stderr)
+        return 2
     truth = score(pred, _truth(cohort))
     rater = score(pred, read_labels(cohort / "labels.tsv"))
     figures = {"against_truth": truth, "against_rater_labels": rater,

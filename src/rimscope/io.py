@@ -226,7 +226,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
     paths = {"qsm": qsm_name, "flair": flair_name, "lesions": les_name}
     if bm_name:
         paths["brainmask"] = bm_name
-    sid = subject_id or _guess_id(qsm_name)
+    sid = subject_id or guess_subject_id(qsm_name)
     warnings: list[str] = []
     shape = ref.shape[:3]
 
@@ -337,7 +337,8 @@ def _read_all(sources: dict) -> list:
         return [f.result() if f is not None else (None, None) for f in futures]
 
 
-def _guess_id(path: str) -> str:
+def guess_subject_id(path) -> str:
+    """The subject id a file name implies (sub-01_Chimap.nii.gz -> 01); the one place it is guessed."""
     name = Path(path).name
     for ext in (".nii.gz", ".nii"):
         if name.endswith(ext):

@@ -1,4 +1,6 @@
-"""Lesion instances and the regions a rim is judged on (edge shell, core, surroundings).
+"""Lesion instances and the regions a rim is judged on: `label_components` (26-connected ids
+of a binary mask), `lesion_table` (id, size, centroid, bounding box, flags of every lesion) and
+`lesion_regions` (edge shell, core and surroundings of one lesion, in millimetres).
 
 The same definitions serve the simulator's truth, the rim-contrast and radiomics baselines and the
 network's mask channel, so "the edge of a lesion" means one thing everywhere in rimscope.
@@ -11,7 +13,6 @@ import numpy as np
 from scipy import ndimage
 
 STRUCT26 = np.ones((3, 3, 3), dtype=bool)
-STRUCT6 = ndimage.generate_binary_structure(3, 1)
 TINY_MM3 = 50.0  # FRODO drops lesions under 110 voxels (~40-50 mm3); rimscope keeps and flags them
 
 
@@ -51,11 +52,6 @@ class Lesion:
     centroid_mm: np.ndarray  # world coordinates
     bbox: tuple  # slices in canonical voxel space
     flags: list = field(default_factory=list)
-
-    @property
-    def radius_mm(self) -> float:
-        """Radius of the sphere of equal volume."""
-        return float((3 * self.volume_mm3 / (4 * np.pi)) ** (1 / 3))
 
 
 def lesion_table(labels: np.ndarray, affine: np.ndarray) -> list[Lesion]:
@@ -142,10 +138,3 @@ def lesion_regions(labels: np.ndarray, lesion_id: int, zooms, brainmask: np.ndar
     shell &= ~others
     return Regions(window=window, lesion=les, shell=shell, core=core, surround=surround)
 
-
-def signed_distance(mask: np.ndarray, zooms) -> np.ndarray:
-    """Signed distance to the lesion edge in mm: negative inside, positive outside."""
-    zooms = np.asarray(zooms, float)
-    out = ndimage.distance_transform_edt(~mask, sampling=zooms)
-    inside = ndimage.distance_transform_edt(mask, sampling=zooms)
-    return (out - inside).astype(np.float32)

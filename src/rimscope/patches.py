@@ -1,5 +1,7 @@
 """Lesion-centred patches sampled in millimetres along world axes: the one path from images to
-network inputs, shared by training, evaluation and prediction.
+network inputs, shared by training, evaluation and prediction. Holds the patch geometry
+(`PatchConfig`), the sampler (`sample_patch`, `extract_patches`, channels `CHANNELS`), the
+per-subject cache (`PatchCache`) and the path from a cohort entry to patches (`subject_patches`).
 
 Sampling in world space (not voxel space) makes a lesion's patch the same whatever the input's
 orientation, obliquity or voxel size, and puts B0 on the patch's last axis, so the only
@@ -7,7 +9,6 @@ physics-respecting augmentations (rotations about B0, flips) are simple array op
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .cohort import fingerprint
 from .io import Subject
 from .lesions import Lesion, lesion_table
 
@@ -65,15 +67,6 @@ def b0_frame(b0_dir) -> np.ndarray:
     x = helper - z * (helper @ z)
     x /= np.linalg.norm(x)
     return np.stack([x, np.cross(z, x), z], axis=1)
-
-
-def patch_points(centre_mm: np.ndarray, config: PatchConfig) -> np.ndarray:
-    """World coordinates (3, S, S, S) of a patch's voxel centres."""
-    s = config.size
-    off = (np.arange(s) - (s - 1) / 2.0) * config.spacing_mm
-    g = np.stack(np.meshgrid(off, off, off, indexing="ij"))  # (3, S, S, S) in the patch frame
-    frame = b0_frame(config.b0_dir)
-    return np.tensordot(frame, g, axes=1) + np.asarray(centre_mm, float)[:, None, None, None]
 
 
 def patch_transform(centre_mm, affine: np.ndarray, config: PatchConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -238,11 +231,7 @@ class PatchCache:
         self.root = Path(root)
 
     def key(self, paths: dict, config: PatchConfig, extra: dict | None = None) -> str:
-        stamp = {"v": CACHE_VERSION, "config": config.to_dict(), "extra": extra or {}}
-        for role, p in sorted(paths.items()):
-            st = Path(p).stat()
-            stamp[role] = [str(Path(p).resolve()), st.st_size, st.st_mtime_ns]
-        return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:24]
+        return fingerprint(paths, v=CACHE_VERSION, config=config.to_dict(), extra=extra or {})[:24]
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"

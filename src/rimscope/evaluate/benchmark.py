@@ -6,7 +6,6 @@ pipeline on a toy scale for CI (its numbers show the pipeline works, not how goo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -43,12 +42,9 @@ def add_arguments(p) -> None:
 
 
 def _simulate(out: Path, n: int, seed: int, labelled: bool, quiet: bool) -> Path:
-    from ..simulate.cohort_writer import simulate_cohort
-    from ..simulate.config import load_config
+    from ..simulate.command import simulate
 
-    simulate_cohort(out, n, seed, load_config(None), labelled=labelled, quiet=quiet, montage=False,
-                    command=f"rimscope simulate --out {out} --subjects {n} --seed {seed}"
-                            + ("" if labelled else " --unlabeled"))
+    simulate(out=out, subjects=n, seed=seed, unlabeled=not labelled, montage=False, quiet=quiet)
     return out / "manifest.tsv"
 
 
@@ -64,23 +60,29 @@ def _feasible_folds(labels_tsv: Path, folds: int) -> int:
     return folds
 
 
-def _evaluate_argv(args, prof: dict, lab: Path, unl: Path | None, out: Path) -> list[str]:
-    argv = ["--cohort", str(lab), "--labels", str(lab.parent / "labels.tsv"), "--models", args.models,
-            "--folds", str(prof["folds"]), "--repeats", str(prof["repeats"]), "--out", str(out),
-            "--bootstrap", str(prof["bootstrap"]), "--seed", str(args.seed), "--device", args.device,
-            "--ablations", "--label-efficiency", "--sizes", prof["sizes"],
-            "--cache-dir", str(Path(args.out) / ".patch_cache")]
+def _evaluate_kwargs(args, prof: dict, lab: Path, unl: Path | None, out: Path) -> dict:
+    """The keyword arguments of rimscope.evaluate for this profile (checked before simulating)."""
+    from ..train.options import parse_options
+
+    kw = dict(cohort=lab, labels=lab.parent / "labels.tsv", out=out, models=args.models, folds=prof["folds"],
+              repeats=prof["repeats"], bootstrap=prof["bootstrap"], seed=args.seed, device=args.device,
+              ablations=True, label_efficiency=True, sizes=prof["sizes"],
+              cache_dir=Path(args.out) / ".patch_cache", options=parse_options(prof["train"] + list(args.option)),
+              threads=args.threads, quiet=args.quiet)
     if unl is not None:
-        argv += ["--pretrain-cohort", str(unl)]
-        for o in prof["pretrain"]:
-            argv += ["--pretrain-option", o]
-    for o in prof["train"] + list(args.option):
-        argv += ["--option", o]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
-    if args.quiet:
-        argv.append("-q")
-    return argv
+        kw.update(pretrain_cohort=unl, pretrain_options=parse_options(prof["pretrain"]))
+    return kw
+
+
+def check_options(kw: dict) -> None:
+    """Every evaluate option checked in a second, before the simulation takes minutes."""
+    from ..train.options import parse_models, parse_pretrain_options, parse_training_options
+    from .pipeline import parse_sizes
+
+    for m in parse_models(kw["models"]):
+        parse_training_options(kw["options"], m)
+    parse_pretrain_options(kw.get("pretrain_options"))
+    parse_sizes(kw["sizes"])
 
 
 def check_targets(summary: dict, reference: str = "asymmetric") -> list[dict]:
@@ -124,19 +126,9 @@ def benchmark_markdown(command: str, prof_name: str, prof: dict, results: dict, 
     return "\n".join(lines) + "\n"
 
 
-def evaluate_parser() -> argparse.ArgumentParser:
-    """`rimscope evaluate`'s own parser: the benchmark drives evaluate exactly as a user would."""
-    from ..cli import common_parent
-    from . import cli as evaluate_cli
-
-    parser = argparse.ArgumentParser(prog="rimscope evaluate", parents=[common_parent()])
-    evaluate_cli.add_arguments(parser)
-    return parser
-
-
 def run(args) -> int:
     from ..runtime import write_json_atomic, write_text_atomic
-    from . import cli as evaluate_cli
+    from .pipeline import evaluate
 
     prof_name = "quick" if args.quick else "full"
     prof = dict(PROFILES[prof_name])
@@ -146,16 +138,15 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     lab, unl, ev_out = out / "cohort" / "manifest.tsv", out / "unlabeled" / "manifest.tsv", out / "evaluate"
-    argv = _evaluate_argv(args, prof, lab, unl, ev_out)
-    ev_args = evaluate_parser().parse_args(argv)  # before simulating: a bad option fails in a second, not after it
+    kw = _evaluate_kwargs(args, prof, lab, unl, ev_out)
+    check_options(kw)  # before simulating: a bad option fails in a second, not after it
     t0 = time.time()
     _simulate(lab.parent, prof["subjects"], args.seed, True, args.quiet)
     _simulate(unl.parent, prof["unlabeled"], args.seed + 1, False, args.quiet)
     timings["simulate"] = time.time() - t0
-    prof["folds"] = ev_args.folds = _feasible_folds(lab.parent / "labels.tsv", prof["folds"])
-    argv[argv.index("--folds") + 1] = str(prof["folds"])
+    prof["folds"] = kw["folds"] = _feasible_folds(lab.parent / "labels.tsv", prof["folds"])
     t1 = time.time()
-    evaluate_cli.run(ev_args)
+    evaluate(**kw)
     timings["evaluate"] = time.time() - t1
     timings["total"] = time.time() - t0
     results = json.loads((ev_out / "results.json").read_text())
@@ -166,7 +157,7 @@ def run(args) -> int:
     command = ("rimscope " + " ".join(sys.argv[1:]) if sys.argv and "rimscope" in Path(sys.argv[0]).name
                else f"rimscope benchmark {'--quick ' if args.quick else ''}--out {out} (called from Python)")
     write_json_atomic(out / "benchmark.json", {"command": command, "profile": prof_name, "settings": prof,
-                                               "evaluate_argv": argv, "timings_s": timings, "targets": targets})
+                                               "evaluate_arguments": {k: str(v) if isinstance(v, Path) else v for k, v in kw.items()}, "timings_s": timings, "targets": targets})
     write_text_atomic(out / "benchmark.md", benchmark_markdown(command, prof_name, prof, results, targets, timings))
     log.info("benchmark (%s) done in %.0f s: %s", prof_name, timings["total"], out / "benchmark.md")
     return 0

@@ -1,4 +1,4 @@
-"""Uncertainty: DeLong tests between correlated ROC AUCs, patient-level bootstrap, ICC.
+"""Uncertainty: DeLong tests between correlated ROC AUCs and the patient-level bootstrap.
 
 Lesions of one patient are not independent (same scanner session, same reconstruction, same
 rater), so every interval resamples *patients*, never lesions. DeLong compares two models scored
@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 from scipy import stats as _sstats
+
+from ..metrics import pr_curve, roc_curve
 
 NAN = float("nan")
 
@@ -107,8 +109,6 @@ def bootstrap_ci(fn, groups, n_boot: int = 1000, seed: int = 0, level: float = 0
 def curve_bands(y, p, groups, n_boot: int = 500, seed: int = 0, level: float = 0.95,
                 grid: np.ndarray | None = None) -> dict:
     """Bootstrap bands of the ROC (TPR at fixed FPR) and PR (precision at fixed recall) curves."""
-    from .metrics import pr_curve, roc_curve
-
     grid = np.linspace(0, 1, 101) if grid is None else grid
     y, p = np.asarray(y), np.asarray(p)
     tprs, precs = [], []
@@ -128,36 +128,3 @@ def curve_bands(y, p, groups, n_boot: int = 500, seed: int = 0, level: float = 0
     T, Pm = np.array(tprs), np.array(precs)
     return {"grid": grid, "n": len(tprs), "tpr_lo": np.quantile(T, a, 0), "tpr_hi": np.quantile(T, 1 - a, 0),
             "prec_lo": np.quantile(Pm, a, 0), "prec_hi": np.quantile(Pm, 1 - a, 0)}
-
-
-# ------------------------------------------------------------------ ICC (Shrout & Fleiss 1979)
-
-def icc(ratings, kind: str = "2,1") -> float:
-    """Intraclass correlation of an (n targets x k raters) table.
-
-    kind "2,1": two-way random effects, absolute agreement, single rater (used for Rim+ counts:
-    a constant offset counts as disagreement). "3,1": two-way mixed, consistency. "1,1": one-way.
-    """
-    X = np.asarray(ratings, float)
-    n, k = X.shape
-    if n < 2 or k < 2:
-        return NAN
-    grand = X.mean()
-    ss_rows = k * ((X.mean(1) - grand) ** 2).sum()
-    ss_cols = n * ((X.mean(0) - grand) ** 2).sum()
-    ss_tot = ((X - grand) ** 2).sum()
-    ss_err = ss_tot - ss_rows - ss_cols
-    bms = ss_rows / (n - 1)
-    jms = ss_cols / (k - 1)
-    ems = ss_err / ((n - 1) * (k - 1))
-    wms = (ss_cols + ss_err) / (n * (k - 1))
-    if kind == "1,1":
-        den = bms + (k - 1) * wms
-        return float((bms - wms) / den) if den > 0 else NAN
-    if kind == "2,1":
-        den = bms + (k - 1) * ems + k * (jms - ems) / n
-        return float((bms - ems) / den) if den > 0 else NAN
-    if kind == "3,1":
-        den = bms + (k - 1) * ems
-        return float((bms - ems) / den) if den > 0 else NAN
-    raise ValueError(f"unknown ICC kind {kind!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import metrics as M
+from .. import metrics as M
 from .stats import bootstrap_ci, curve_bands, delong_test
 
 HEADLINE = ["roc_auc", "pr_auc", "pauc_fpr0.1", "sens_at_spec0.90", "sens_at_spec0.95", "f1", "kappa",

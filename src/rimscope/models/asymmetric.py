@@ -47,9 +47,16 @@ FRODO = dict(DEFAULTS, flair_widths=[16, 32], flair_stem="full", mask_channels=F
 
 
 class AsymmetricNet(nn.Module):
-    def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), flair_stem="light", mask_channels=True,
-                 frodo_mask=False, film=True, rim_features=True, rim_skip=False, proj_dim=32, dropout=0.2):
+    def __init__(self, **options):
+        """Options as in DEFAULTS (the one source of their default values)."""
         super().__init__()
+        o = {**DEFAULTS, **options}
+        unknown = set(o) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown AsymmetricNet option(s) {sorted(unknown)}")
+        widths, flair_widths, flair_stem = o["widths"], o["flair_widths"], o["flair_stem"]
+        mask_channels, frodo_mask, film = o["mask_channels"], o["frodo_mask"], o["film"]
+        rim_features, rim_skip, proj_dim, dropout = o["rim_features"], o["rim_skip"], o["proj_dim"], o["dropout"]
         w0, w1, w2, w3 = widths
         f0, f1 = flair_widths
         self.mask_channels, self.use_frodo_mask = mask_channels, frodo_mask

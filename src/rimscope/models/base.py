@@ -16,16 +16,18 @@ from ..patches import PatchConfig
 
 
 class RimModel(ABC):
-    """Base class. Subclasses set `name`, `config`, and implement `_proba` and the state."""
+    """Base class. Subclasses set `name`, `config`, and implement `_proba` and the state.
 
-    kind = "neural"
+    Whether a model is neural is the registry's answer (`registry.is_neural(name)`); saving and
+    loading are `rimscope.models.card`'s job (`save_model`, `load_model`).
+    """
 
     def __init__(self, name: str, config: dict):
         self.name = name
         self.config = dict(config)
         self.threshold = 0.5
         self.patch_config = PatchConfig()
-        self.card_extra: dict = {}  # training record, metrics: written into the card
+        self.card_extra: dict = {}  # training record, metrics: written into the card by save_model
 
     def predict_proba(self, x, device: str = "cpu", batch_size: int = 64) -> np.ndarray:
         """(N, 4, S, S, S) raw patches -> (N,) rim probabilities in [0, 1]."""
@@ -50,12 +52,6 @@ class RimModel(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None:
         """Inverse of state_dict."""
-
-    def save(self, directory, extra: dict | None = None):
-        """dir/weights.pt (tensors only) + dir/card.json; see rimscope.models.card."""
-        from .card import save_model
-
-        return save_model(self, directory, extra=extra)
 
 
 class NeuralRimModel(RimModel):

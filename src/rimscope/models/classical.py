@@ -11,20 +11,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
 from .base import RimModel
 from .features import FEATURES, RIM_CONTRAST_PRIOR, lesion_features
+
+
+RIM_CONTRAST_DEFAULTS: dict = {}  # no options
+RADIOMICS_DEFAULTS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8}
 
 
 class RimContrast(RimModel):
     """p = sigmoid(a·(shell mean − surround mean in ppm) + b); a, b by logistic regression."""
 
-    kind = "classical"
-
-    def __init__(self, **options):
-        if options:
-            raise InputError(f"rim-contrast takes no options, got {sorted(options)}")
-        super().__init__("rim-contrast", {})
+    def __init__(self, name: str = "rim-contrast", config: dict | None = None):
+        super().__init__(name, config or {})
         self.a, self.b = RIM_CONTRAST_PRIOR
 
     @staticmethod
@@ -53,14 +52,8 @@ class RimContrast(RimModel):
 class Radiomics(RimModel):
     """Gradient-boosted trees (scikit-learn to fit, own traversal to predict) on FEATURES."""
 
-    kind = "classical"
-    DEFAULTS = {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8}
-
-    def __init__(self, **options):
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise InputError(f"unknown radiomics option(s) {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
-        super().__init__("radiomics", {**self.DEFAULTS, **options})
+    def __init__(self, name: str = "radiomics", config: dict | None = None):
+        super().__init__(name, {**RADIOMICS_DEFAULTS, **(config or {})})
         self.trees: dict = {}
 
     def fit_arrays(self, x, y, seed: int = 0) -> None:

@@ -11,21 +11,24 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..weights import shipped
-    from .registry import MODELS, NEURAL
+    from ..errors import InputError
+    from .card import read_card
+    from .registry import MODELS
 
-    models = [{"name": n, "kind": "neural" if n in NEURAL else "classical", "description": d}
-              for n, (_, d) in MODELS.items()]
+    models = [{"name": s.name, "kind": s.kind, "description": s.description} for s in MODELS.values()]
     weights = []
     for tag, folder in shipped().items():
         try:
-            card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            card = {}
-        tr = card.get("training", {})
-        val = card.get("metrics", {}).get("validation", {})
-        weights.append({"weights": tag, "model": card.get("name", "?"), "threshold": card.get("threshold"),
+            card = read_card(folder)
+        except InputError:
+            weights.append({"weights": tag, "model": "?", "threshold": None, "trained_on": "?", "n_train": None,
+                            "val_pr_auc": None, "sha256": "", "path": str(folder)})
+            continue
+        tr = card.info.get("training", {})
+        val = card.info.get("metrics", {}).get("validation", {})
+        weights.append({"weights": tag, "model": card.name, "threshold": card.threshold,
                         "trained_on": tr.get("cohort", "?"), "n_train": tr.get("n_train"),
-                        "val_pr_auc": val.get("pr_auc"), "sha256": str(card.get("weights_sha256", ""))[:12],
+                        "val_pr_auc": val.get("pr_auc"), "sha256": card.weights_sha256[:12],
                         "path": str(folder)})
     if args.json:
         print(json.dumps({"models": models, "shipped": weights}, indent=2))

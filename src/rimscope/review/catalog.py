@@ -9,7 +9,6 @@ and kept in a small LRU cache.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -19,13 +18,13 @@ import numpy as np
 
 from ..cohort import load_cohort
 from ..errors import InputError
+from ..inference.outputs import LESION_COLUMNS, lesions_tsv
 from ..runtime import read_tsv
 
 log = logging.getLogger("rimscope")
 
-COLUMNS = ("lesion_id", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm", "rim_probability", "rim",
-           "flags")
-
+NEEDED = ("lesion_id", "rim_probability", "rim")  # the columns of LESION_COLUMNS the review reads
+assert set(NEEDED) <= set(LESION_COLUMNS)
 
 @dataclass
 class Prediction:
@@ -50,17 +49,13 @@ class Volumes:
     centroids: dict = field(default_factory=dict)  # lesion id -> canonical voxel centroid
 
 
-def predictions_path(out: Path, subject: str) -> Path:
-    return Path(out) / f"sub-{subject}" / f"sub-{subject}_lesions.tsv"
-
-
 def read_predictions(path: Path, subject: str) -> list[Prediction]:
     """One subject's `_lesions.tsv` (output contract) -> predictions, checked row by row."""
     try:
         rows = read_tsv(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read predictions ({exc}); rerun rimscope predict", path) from None
-    if rows and not set(COLUMNS[:1] + ("rim_probability", "rim")) <= set(rows[0]):
+    if rows and not set(NEEDED) <= set(rows[0]):
         raise InputError("predictions table lacks lesion_id, rim_probability or rim; is it a "
                          "rimscope predict output?", path)
     out, seen = [], set()
@@ -96,7 +91,7 @@ class Catalog:
         self.lesions: dict[str, dict[int, Prediction]] = {}
         missing = []
         for sid in self.entries:
-            path = predictions_path(self.predictions_dir, sid)
+            path = lesions_tsv(self.predictions_dir, sid)
             if not path.exists():
                 missing.append(sid)
                 continue
@@ -151,6 +146,3 @@ class Catalog:
                 self._cache.popitem(last=False)
             return vol
 
-
-def finite_or_none(x: float):
-    return None if x is None or not math.isfinite(x) else float(x)

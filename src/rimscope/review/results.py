@@ -7,9 +7,9 @@ is the review's reading of those rows, shared by the API and `rimscope review --
 from __future__ import annotations
 
 import math
-import warnings
 from itertools import combinations
 
+from ..metrics import cohen_kappa
 from ..runtime import write_tsv_atomic
 
 LABEL_COLUMNS = ["subject", "lesion_id", "rim", "rater", "confidence"]
@@ -42,14 +42,11 @@ def write_labels(latest: list[dict], path) -> int:
 
 
 def kappa(a: list[int], b: list[int]) -> float | None:
-    """Cohen's kappa, None where it is undefined (no items, or one class only on both sides)."""
+    """Cohen's kappa (rimscope.metrics), None where it is undefined (no items, or one class only
+    on both sides)."""
     if not a:
         return None
-    from sklearn.metrics import cohen_kappa_score
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        k = float(cohen_kappa_score(a, b))
+    k = cohen_kappa(a, b, 0.5)
     return k if math.isfinite(k) else None
 
 

@@ -19,19 +19,9 @@ from ..errors import InputError
 from ..io import save_atomic
 from ..runtime import progress, versions, write_json_atomic, write_tsv_atomic
 from .config import SimConfig
+from .layout import subject_id, subject_paths
 
 log = logging.getLogger("rimscope")
-
-
-def subject_id(i: int) -> str:
-    return f"{i + 1:03d}"
-
-
-def _paths(sid: str) -> dict:
-    a = f"sub-{sid}/anat/sub-{sid}"
-    return {"qsm": f"{a}_Chimap.nii.gz", "flair": f"{a}_FLAIR.nii.gz",
-            "lesions": f"{a}_desc-lesions_dseg.nii.gz", "brainmask": f"{a}_desc-brain_mask.nii.gz",
-            "truth": f"sub-{sid}/sub-{sid}_truth.json"}
 
 
 def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -61,7 +51,7 @@ def check_folder(out: Path, seed: int, cfg: SimConfig, labelled: bool) -> None:
 
 
 def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
-    p = _paths(sid)
+    p = subject_paths(sid)
     save_atomic(_image(sim.qsm, sim.qsm_affine), out / p["qsm"])
     save_atomic(_image(sim.flair, sim.flair_affine), out / p["flair"])
     save_atomic(_image(sim.lesions.astype(np.int16), sim.qsm_affine), out / p["lesions"])
@@ -87,7 +77,7 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
     subjects, timings = {}, {}
     for i in progress(range(n_subjects), desc="simulate", unit="subject", quiet=quiet):
         sid = subject_id(i)
-        tpath = out / _paths(sid)["truth"]
+        tpath = out / subject_paths(sid)["truth"]
         if tpath.exists():
             subjects[sid] = json.loads(tpath.read_text(encoding="utf-8"))
             continue
@@ -96,7 +86,7 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
         subjects[sid] = write_subject(out, sid, sim, labelled)
         timings[sid] = round(time.perf_counter() - t0, 2)
         log.debug("sub-%s: %d lesions in %.1f s", sid, len(sim.truth["lesions"]), timings[sid])
-    rows = [{"subject": sid, **{k: v for k, v in _paths(sid).items() if k != "truth"}} for sid in subjects]
+    rows = [{"subject": sid, **{k: v for k, v in subject_paths(sid).items() if k != "truth"}} for sid in subjects]
     write_tsv_atomic(out / "manifest.tsv", rows, ["subject", "qsm", "flair", "lesions", "brainmask"])
     if labelled:
         lab = [{"subject": sid, "lesion_id": t["lesion_id"], "rim": t["rim"]}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layout import subject_paths
+
 KINDS = [
     ("Rim+", lambda t: t["true_rim"] == 1),
     ("Rim− (plain)", lambda t: t["kind"] == "plain" and not t["central_vein"]),
@@ -57,7 +59,6 @@ def write_montage(out_dir, cohort: dict, path, per_kind: int = 2) -> Path:
     import matplotlib.pyplot as plt
 
     from ..io import load_subject
-    from .cohort_writer import _paths
 
     out_dir = Path(out_dir)
     ex = pick_examples(cohort, per_kind)
@@ -67,7 +68,7 @@ def write_montage(out_dir, cohort: dict, path, per_kind: int = 2) -> Path:
     fig, axes = plt.subplots(2, len(ex), figsize=(1.6 * len(ex), 3.7), squeeze=False)
     for j, (name, sid, t) in enumerate(ex):
         if sid not in cache:
-            p = _paths(sid)
+            p = subject_paths(sid)
             rlog = logging.getLogger("rimscope")
             level = rlog.level
             rlog.setLevel(logging.ERROR)  # the resampling warnings are expected here

@@ -20,36 +20,21 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.registry import NEURAL, build
+from ..metrics import choose_threshold
+from ..models.card import save_model
+from ..models.registry import build, is_neural
 from ..runtime import progress, versions
 from . import checkpoint as ckpt
 from . import distributed as ddp
 from .augment import augment
 from .data import LesionData, subset
 from .losses import focal_loss, logit_adjusted_loss, supcon_loss
-from .operating import choose_threshold, summary
+from .operating import summary
+from .options import TRAIN_DEFAULTS, parse_training_options  # noqa: F401 - TRAIN_DEFAULTS re-exported
 from .probe import fit_rim_probe
 from .sampling import epoch_indices
 
 log = logging.getLogger("rimscope")
-
-TRAIN_DEFAULTS = {
-    "epochs": 40, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1,
-    "loss": "focal", "gamma": 2.0, "sampler": "balanced", "supcon": True, "supcon_tau": 0.1,
-    "supcon_init": 0.1, "augment": True, "offset_ppm": 0.01, "patience": 10,
-    "threshold_rule": "f1", "min_sensitivity": 0.9, "rim_probe": True, "model": {},
-}
-
-
-def training_options(options: dict | None) -> dict:
-    options = dict(options or {})
-    unknown = set(options) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}")
-    out = {**TRAIN_DEFAULTS, **options}
-    if out["loss"] not in ("focal", "logit-adjusted", "bce"):
-        raise InputError(f"loss {out['loss']!r} is not focal, logit-adjusted or bce")
-    return out
 
 
 def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, init=None, options=None,
@@ -57,7 +42,7 @@ def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, in
         describe: dict | None = None):
     """Fit `model_name` on the labelled lesions of `train`; early stopping and threshold on `val`.
     `describe` (e.g. cohort and labels paths) is recorded in the card's training section."""
-    opts = training_options(options)
+    opts = parse_training_options(options, model_name)
     train = subset(train, train.y >= 0)
     val = subset(val, val.y >= 0) if val is not None else None
     if len(train) == 0 or len(np.unique(train.y)) < 2:
@@ -70,13 +55,13 @@ def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, in
               "n_val_subjects": len(np.unique(val.subject)) if val is not None else 0}
     torch.manual_seed(seed)  # initial weights: same for every run with this seed, and on every rank
     model = build(model_name, **opts["model"])
-    if model_name not in NEURAL:
+    if not is_neural(model_name):
         return _fit_classical(model, train, val, opts, seed, record, out)
     return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record)
 
 
 def _finish(model, val, opts, record, out, best_epoch=None):
-    if hasattr(model, "calibration"):
+    if is_neural(model.name):
         model.calibration = prior_shift(record["n_train_pos"] / record["n_train"], opts)
         record["calibration"] = list(model.calibration)
     if val is not None and len(val) and (val.y == 1).any():
@@ -90,7 +75,7 @@ def _finish(model, val, opts, record, out, best_epoch=None):
     record.update(best_epoch=best_epoch, threshold_rule=rule, min_sensitivity=opts["min_sensitivity"])
     model.card_extra = {"training": record, "metrics": metrics}
     if out is not None and ddp.is_main():
-        model.save(out)
+        save_model(model, out)
     return model
 
 

@@ -29,12 +29,10 @@ from ..models.registry import build
 from ..runtime import progress, versions
 from .augment import augment
 from .losses import info_nce
+from .options import PRETRAIN_DEFAULTS, parse_pretrain_options  # noqa: F401 - PRETRAIN_DEFAULTS re-exported
 
 log = logging.getLogger("rimscope")
 
-PRETRAIN_DEFAULTS = {"epochs": 30, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "tau": 0.1,
-                     "mask_ratio": 0.5, "block": 4, "recon_weight": 1.0, "objective": "infonce",
-                     "augment": True, "model": {}}
 PRETRAINABLE = ("asymmetric", "asymmetric-frodo")
 
 
@@ -92,12 +90,9 @@ def pretrain(data, options=None, seed: int = 0, device: str = "cpu", quiet: bool
     options = dict(options or {})
     if "model" in options and isinstance(options["model"], str):  # evaluate's adapter convention
         model_name = options.pop("model")
-    unknown = set(options) - set(PRETRAIN_DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown pre-training option(s) {sorted(unknown)}; known: {sorted(PRETRAIN_DEFAULTS)}")
+    opts = parse_pretrain_options(options, model_name)
     if model_name not in PRETRAINABLE:
         raise InputError(f"pre-training is defined for {', '.join(PRETRAINABLE)}, not {model_name!r}")
-    opts = {**PRETRAIN_DEFAULTS, **options}
     x_all = torch.from_numpy(np.ascontiguousarray(getattr(data, "x", data), dtype=np.float32))
     bs = int(opts["batch_size"])
     if len(x_all) < 4:

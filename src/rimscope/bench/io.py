@@ -75,8 +75,8 @@ def peak_rss_mb() -> float:
 
 
 def measure(paths: dict, repeats: int) -> dict:
-    from .io import load_subject
-    from .patches import PatchConfig, extract_patches
+    from ..io import load_subject
+    from ..patches import PatchConfig, extract_patches
 
     res = {"load_subject": [], "extract_patches": [], "load_subject_cpu": [],
            "extract_patches_cpu": [], "n_lesions": 0}

@@ -12,10 +12,10 @@ import io
 import numpy as np
 from scipy import ndimage
 
-from .io import Subject
-from .lesions import lesion_table
-from .patches import PatchConfig, sample_patch
-from .runtime import write_text_atomic
+from ..io import Subject
+from ..lesions import lesion_table
+from ..patches import PatchConfig, sample_patch
+from ..runtime import write_text_atomic
 
 VIEW = PatchConfig(size=64, spacing_mm=0.5)  # 32 mm crops at 0.5 mm
 QSM_WINDOW = (-0.15, 0.15)  # ppm

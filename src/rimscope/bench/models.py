@@ -27,8 +27,8 @@ def _median_time(fn, repeats: int) -> float:
 def train_epoch_seconds(model, x, y, device: str, batch_size: int = 32, steps: int = 4) -> float:
     """Seconds for one fine-tuning epoch on EPOCH_LESIONS, extrapolated from `steps` timed steps:
     a B0-axis rotation + flip, forward, BCE on the logit plus a similarity term on the projection
-    (stand-ins for focal + SupCon, same tensors touched), backward, AdamW. models/ may not import
-    train/, and the loss terms are a negligible share of a step next to the 3D convolutions."""
+    (stand-ins for focal + SupCon, same tensors touched), backward, AdamW: the loss terms are a
+    negligible share of a step next to the 3D convolutions, so the models are timed on their own."""
     net = model.net.to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     xt = torch.from_numpy(x[:batch_size])
@@ -56,8 +56,8 @@ def run(args) -> int:
     on a shared machine, load then hits all rows alike and the fastest round is the least
     disturbed one. The median round is printed too."""
     from ..runtime import resolve_device
-    from .registry import MODELS, NEURAL, build
-    from .synthetic import synthetic_patches
+    from ..models.registry import MODELS, build, is_neural
+    from ..models.synthetic import synthetic_patches
 
     device = resolve_device(getattr(args, "device", "auto"))
     repeats = max(1, int(getattr(args, "repeats", 3)))
@@ -72,7 +72,7 @@ def run(args) -> int:
     for name in MODELS:
         torch.manual_seed(0)
         models[name] = build(name)
-        if name in NEURAL:
+        if is_neural(name):
             params[name] = models[name].n_parameters()
             models[name].predict_proba(x[:32], device)  # warm-up
         else:
@@ -83,7 +83,7 @@ def run(args) -> int:
     for _ in range(repeats):
         for name, model in models.items():
             inf[name].append(n_inf / _median_time(lambda: model.predict_proba(x, device), 1))
-            if name in NEURAL:
+            if is_neural(name):
                 ep[name].append(train_epoch_seconds(model, x, y, device, steps=2))
     print("model\tparameters\tinference_lesions_per_s\ts_per_epoch_1000")
     for name in MODELS:

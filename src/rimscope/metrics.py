@@ -1,4 +1,9 @@
-"""Lesion-level and subject-level metrics, written out rather than borrowed.
+"""Every metric rimscope reports, on the ground floor so that every stage uses the same ones:
+ROC / PR / partial AUC, sensitivity at specificity, F1, kappa, Brier, calibration bins, ICC,
+subject-level Rim+ counts, and the choice of an operating threshold (training, evaluation,
+review and the demo all read their numbers from here).
+
+Written out rather than borrowed.
 
 Why our own code: the bootstrap calls these thousands of times on resampled data, where a metric
 must return NaN (not raise) when a resample holds one class only, and the ROC points must be the
@@ -10,6 +15,8 @@ operating threshold (`p >= t` is called Rim+): a number, or one per lesion when 
 predictions pool folds whose thresholds were each chosen inside their own training part.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import stats as _sstats
@@ -204,8 +211,6 @@ def subject_metrics(subjects, y, p, t: float) -> dict:
     the published cut-offs). ICC(2,1): two-way random, absolute agreement, single measurement,
     because a model that is off by a constant is not interchangeable with the rater.
     """
-    from .stats import icc
-
     _, true, pred, expected = subject_counts(subjects, y, p, t)
     out = {"count_spearman": spearman(true, pred),
            "count_icc21": icc(np.stack([true, pred], 1), kind="2,1") if true.size >= 2 else NAN,
@@ -234,3 +239,62 @@ def fpr_by_kind(y, p, t: float, kinds) -> dict:
         call = p >= np.broadcast_to(np.asarray(t, float), p.shape)
         out[k] = {"n": int(sel.sum()), "fpr": float(call[sel].mean())}
     return out
+
+
+# ------------------------------------------------------------------ operating threshold
+
+def choose_threshold(y, p, rule: str = "f1", min_sensitivity: float = 0.9) -> float:
+    """Threshold on validation scores; 0.5 when there is no positive to choose with.
+
+    "f1" maximises F1 (FRODO's rule); "sensitivity" keeps >= `min_sensitivity` of the Rim+ lesions.
+    """
+    y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
+    pos = np.sort(p[y == 1])[::-1]
+    if pos.size == 0:
+        return 0.5
+    if rule == "sensitivity":
+        k = max(1, math.ceil(min_sensitivity * pos.size - 1e-9))
+        return float(pos[k - 1])
+    if rule == "f1":
+        best, thr = -1.0, 0.5
+        for t in np.unique(p):
+            pred = p >= t
+            tp = np.sum(pred & (y == 1))
+            f1_t = 2 * tp / max(1, pred.sum() + (y == 1).sum())
+            if f1_t > best:
+                best, thr = f1_t, float(t)
+        return thr
+    raise ValueError(f"threshold rule {rule!r} is not 'sensitivity' or 'f1'")
+
+
+# ------------------------------------------------------------------ ICC (Shrout & Fleiss 1979)
+
+def icc(ratings, kind: str = "2,1") -> float:
+    """Intraclass correlation of an (n targets x k raters) table.
+
+    kind "2,1": two-way random effects, absolute agreement, single rater (used for Rim+ counts:
+    a constant offset counts as disagreement). "3,1": two-way mixed, consistency. "1,1": one-way.
+    """
+    X = np.asarray(ratings, float)
+    n, k = X.shape
+    if n < 2 or k < 2:
+        return NAN
+    grand = X.mean()
+    ss_rows = k * ((X.mean(1) - grand) ** 2).sum()
+    ss_cols = n * ((X.mean(0) - grand) ** 2).sum()
+    ss_tot = ((X - grand) ** 2).sum()
+    ss_err = ss_tot - ss_rows - ss_cols
+    bms = ss_rows / (n - 1)
+    jms = ss_cols / (k - 1)
+    ems = ss_err / ((n - 1) * (k - 1))
+    wms = (ss_cols + ss_err) / (n * (k - 1))
+    if kind == "1,1":
+        den = bms + (k - 1) * wms
+        return float((bms - wms) / den) if den > 0 else NAN
+    if kind == "2,1":
+        den = bms + (k - 1) * ems + k * (jms - ems) / n
+        return float((bms - ems) / den) if den > 0 else NAN
+    if kind == "3,1":
+        den = bms + (k - 1) * ems
+        return float((bms - ems) / den) if den > 0 else NAN
+    raise ValueError(f"unknown ICC kind {kind!r}")

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_io import synthetic_subject
+from .io import synthetic_subject
 
 N_LESIONS = 40
 TARGET_S, TARGET_GB = 5.0, 2.5
@@ -32,17 +32,18 @@ def _run_child(argv: list[str]) -> tuple[float, float]:
 
 
 def run(args) -> int:
-    from .runtime import resolve_device
-    from .weights import shipped
+    from ..runtime import resolve_device
+    from ..weights import shipped
 
     device = resolve_device(args.device)
     model_arg: list[str] = []
     tmp_ctx = tempfile.TemporaryDirectory() if args.out is None else None
     root = Path(args.out or tmp_ctx.name)
     if "default" not in shipped():
-        from .models.registry import build
+        from ..models.card import save_model
+        from ..models.registry import build
 
-        build("asymmetric").save(root / "untrained")
+        save_model(build("asymmetric"), root / "untrained")
         model_arg = ["-m", str(root / "untrained")]
         print("note: no shipped default model; timing an untrained asymmetric network", file=sys.stderr)
     n_subj = max(2, args.repeats)

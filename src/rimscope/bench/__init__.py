@@ -1,17 +1,20 @@
 """`rimscope bench TARGET`: speed and memory figures, printed, for the targets the issues set.
 
 Benchmarks print numbers instead of asserting them in unit tests: timings depend on the machine.
-Each target lives beside the stage it measures and is imported only when asked for.
+The rule for where they live: a bench measures a stage from outside, by running it (often with
+pieces of several stages: the predict bench builds models and synthetic subjects), so every bench
+is here, on the top floor, which may import any stage and is imported by none; what a stage
+*writes* (reports, montages) lives in that stage. Each target is imported only when asked for.
 """
 from __future__ import annotations
 
 import importlib
 
 TARGETS = {
-    "io": ("rimscope.bench_io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
-    "simulate": ("rimscope.simulate.bench", "time and peak memory per simulated subject; difficulty"),
-    "models": ("rimscope.models.bench", "parameters, inference lesions/s, s per epoch, every model"),
-    "predict": ("rimscope.inference_bench", "end-to-end seconds and peak memory per subject"),
+    "io": ("rimscope.bench.io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
+    "simulate": ("rimscope.bench.simulate", "time and peak memory per simulated subject; difficulty"),
+    "models": ("rimscope.bench.models", "parameters, inference lesions/s, s per epoch, every model"),
+    "predict": ("rimscope.bench.predict", "end-to-end seconds and peak memory per subject"),
 }
 
 

@@ -1,4 +1,5 @@
-"""`rimscope simulate`: write a simulated cohort, or (`--check DIR`) print how hard a cohort is."""
+"""`rimscope simulate` = `rimscope.simulate(...)`: write a simulated cohort, or (`--check DIR`)
+print how hard a cohort is."""
 from __future__ import annotations
 
 import json
@@ -38,14 +39,28 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise InputError("give --out DIR (where to write the cohort) or --check DIR")
-    if args.subjects < 1:
-        raise InputError(f"--subjects {args.subjects}: give at least 1")
-    cfg = load_config(args.config)
+    simulate(out=args.out, subjects=args.subjects, seed=args.seed, config=args.config,
+             unlabeled=args.unlabeled, montage=False if args.no_montage else None, quiet=args.quiet,
+             command="rimscope " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def simulate(*, out, subjects: int = 40, seed: int = 0, config=None, unlabeled: bool = False,
+             montage: bool | None = None, quiet: bool = False, command: str | None = None) -> dict:
+    """Write a simulated cohort to `out` (manifest.tsv, labels.tsv unless `unlabeled`, truth.json,
+    images); a rerun skips finished subjects. `config`: a JSON file or None (the defaults);
+    `montage` None: the config's choice. Returns the cohort record (truth per subject)."""
+    from .config import load_config
+
+    if subjects < 1:
+        raise InputError(f"--subjects {subjects}: give at least 1")
+    cfg = load_config(config)
     from .cohort_writer import simulate_cohort
 
-    cohort = simulate_cohort(Path(args.out), args.subjects, args.seed, cfg, labelled=not args.unlabeled,
-                             quiet=args.quiet, montage=False if args.no_montage else None,
-                             command="rimscope " + " ".join(sys.argv[1:]))
+    command = command or (f"rimscope simulate --out {out} --subjects {subjects} --seed {seed}"
+                          + ("" if not unlabeled else " --unlabeled"))
+    cohort = simulate_cohort(Path(out), subjects, seed, cfg, labelled=not unlabeled, quiet=quiet,
+                             montage=montage, command=command)
     n = sum(len(s["lesions"]) for s in cohort["subjects"].values())
-    log.info("wrote %d subjects, %d lesions to %s", len(cohort["subjects"]), n, args.out)
-    return 0
+    log.info("wrote %d subjects, %d lesions to %s", len(cohort["subjects"]), n, out)
+    return cohort

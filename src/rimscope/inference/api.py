@@ -1,0 +1,66 @@
+"""The Python API of prediction: which model (`resolve_model_card`), one loaded subject to its
+lesion rows (`rate_subject`, the single path from patches to probabilities), and
+`predict_subject` (what `rimscope.predict` calls).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import Subject, load_subject
+from ..patches import PatchConfig, extract_patches
+from ..runtime import resolve_device
+
+
+def resolve_model_card(model=None, device: str = "cpu"):
+    """(model, card or None). `model`: None → the shipped default; a name of a shipped model; a
+    folder or card path; or a model object (no card)."""
+    from ..models.card import load_card_model
+    from ..weights import shipped as shipped_models
+
+    if model is not None and not isinstance(model, (str, Path)):
+        return model, None
+    shipped = shipped_models()
+    if model is None:
+        model = "default"
+    if str(model) in shipped:
+        return load_card_model(shipped[str(model)], device=device)
+    path = Path(model)
+    if not path.exists():
+        raise InputError(f"model not found; give a folder with card.json + weights.pt, or one of: "
+                         f"{', '.join(sorted(shipped)) or 'none shipped'}", path)
+    return load_card_model(path, device=device)
+
+
+def resolve_model(model=None, device: str = "cpu"):
+    """The model of resolve_model_card."""
+    return resolve_model_card(model, device)[0]
+
+
+def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> list[dict]:
+    """Per-lesion rows (the lesions TSV) of a loaded subject."""
+    config = model.patch_config  # the model's own patch geometry (from its card): train and predict share it
+    if b0_dir is not None:
+        config = PatchConfig(size=config.size, spacing_mm=config.spacing_mm, b0_dir=tuple(b0_dir))
+    ps = extract_patches(subject, config)
+    prob = model.predict_proba(ps.x, device=device) if len(ps) else np.zeros(0)
+    rows = []
+    for les, p, flags in zip(ps.lesions, prob, ps.flags):
+        x, y, z = (float(v) for v in les.centroid_mm)
+        rows.append({"lesion_id": les.id, "n_voxels": les.n_voxels, "volume_mm3": round(les.volume_mm3, 3),
+                     "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": round(z, 2),
+                     "rim_probability": round(float(p), 4), "rim": int(p >= model.threshold),
+                     "flags": ",".join(flags)})
+    return rows
+
+
+def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str = "auto",
+                    subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None) -> list[dict]:
+    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts."""
+    device = resolve_device(device)
+    model = resolve_model(model, device)
+    subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
+                           qsm_units=qsm_units)
+    return rate_subject(subject, model, device, b0_dir)

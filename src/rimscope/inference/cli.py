@@ -1,0 +1,76 @@
+"""`rimscope predict`: the command line over the batch (rimscope.inference.batch).
+
+The single-subject Python API is `rimscope.predict` (rimscope.inference.api.predict_subject).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..cohort import discover
+from ..runtime import resolve_device, versions, write_json_atomic
+from .api import resolve_model_card
+from .batch import BatchOptions, run_batch
+from .batch import shard as batch_shard
+from .outputs import write_summary
+
+
+def add_arguments(p) -> None:
+    p.add_argument("-i", "--input", help="subject folder, manifest (.csv/.tsv) or BIDS folder")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or folder with card.json "
+                   "(default: the shipped default model)")
+    p.add_argument("-d", "--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--report", action="store_true", help="write a per-subject HTML report")
+    p.add_argument("--shard", default=None, help="i/n: process every n-th subject from the i-th")
+    p.add_argument("--qsm", help="single subject: QSM map (ppm)")
+    p.add_argument("--flair", help="single subject: FLAIR")
+    p.add_argument("--lesions", help="single subject: lesion mask or instance map")
+    p.add_argument("--brainmask", help="single subject: brain mask (optional)")
+    p.add_argument("--subject", help="single subject: its id (default from the QSM file name)")
+    p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
+    p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
+                   help="B0 direction in world coordinates (default: scanner z)")
+
+
+def run(args) -> int:
+    record = predict_cohort(input=args.input, output=args.output, model=args.model, device=args.device,
+                            report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
+                            lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
+                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet)
+    summary, n_fail = record["summary"], len(record["failures"])
+    print(f"rimscope: {len(record['done'])} subjects rated, {len(record['skipped'])} already done, "
+          f"{n_fail} failed; {sum(r['n_rim'] for r in summary)} Rim+ of "
+          f"{sum(r['n_lesions'] for r in summary)} lesions. Results: {Path(args.output).resolve()}/summary.tsv",
+          file=sys.stderr)
+    for f in record["failures"]:
+        print(f"rimscope: failed: {f['subject']}: {f['error']}", file=sys.stderr)
+    return 2 if n_fail else 0
+
+
+def predict_cohort(*, output, input=None, model=None, device: str = "auto", report: bool = False,
+                   shard: str | None = None, qsm=None, flair=None, lesions=None, brainmask=None,
+                   subject: str | None = None, qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
+    """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
+    BIDS) or of the single subject qsm/flair/lesions; writes OUT and returns the run record
+    (with the rebuilt summary under "summary")."""
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    t0 = time.perf_counter()
+    entries = batch_shard(discover(input, qsm=qsm, flair=flair, lesions=lesions, brainmask=brainmask,
+                                   subject=subject), shard)
+    device = resolve_device(device)
+    net, card = resolve_model_card(model, device)
+    out = Path(output)
+    options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
+                           quiet=quiet)
+    record = run_batch(entries, out, net, device, options, card)
+    summary = write_summary(out)
+    run_name = "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json"
+    write_json_atomic(out / run_name, {
+        "command": "predict", "argv": sys.argv, "arguments": arguments,
+        "versions": versions(), "device": device,
+        "model": {"name": net.name, "path": str(card.path.parent) if card else None,
+                  "sha256": card.weights_sha256 if card else None, "threshold": net.threshold},
+        "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
+    return {**record, "summary": summary}
