@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from .errors import InputError
 from .grids import (AFFINE_TOL_MM, apply_ornt, axcodes, boxes_overlap, canonical_affine,  # noqa: F401
-                    canonical_ornt, fov_fraction, invert_ornt, obliquity, resample_to, same_grid)
+                    canonical_ornt, fov_fraction, invert_ornt, obliquity, on_qsm_grid, resample_to,
+                    same_grid)
 from .runtime import atomic_path
 
 log = logging.getLogger("rimscope")
@@ -69,6 +70,7 @@ class Image:
     data: np.ndarray
     affine: np.ndarray
     header: nib.Nifti1Header = field(repr=False)
+    world: bool = True  # False: qform and sform codes 0, the affine is nibabel's guess from pixdim
 
     @property
     def shape(self) -> tuple:
@@ -111,13 +113,17 @@ def read_image(src, role: str) -> tuple[Image, str]:
     if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-6:
         raise InputError(f"{role} has an invalid affine; fix its header (qform/sform)", name)
     header = img.header if isinstance(img, nib.Nifti1Image) else nib.Nifti1Header.from_header(img.header)
-    return Image(data=data, affine=np.array(img.affine, dtype=float), header=header.copy()), name
+    world = bool(int(img.header["qform_code"]) or int(img.header["sform_code"]))
+    return Image(data=data, affine=np.array(img.affine, dtype=float), header=header.copy(),
+                 world=world), name
 
 
 def finite_float(data: np.ndarray, role: str, name) -> np.ndarray:
     """float32 copy-free where possible; NaN/Inf refused with the fix (common outside the brain)."""
     data = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(data.sum(dtype=np.float64)):  # one cheap pass; count only on failure
+    with np.errstate(invalid="ignore", over="ignore"):  # +Inf + -Inf: no numpy warning, just NaN
+        total = data.sum(dtype=np.float64)
+    if not np.isfinite(total):  # one cheap pass; count only on failure
         bad = int((~np.isfinite(data)).sum())
         raise InputError(f"{role} has {bad} NaN/Inf voxels; set them to 0 (e.g. fslmaths IN -nan "
                          "OUT)", name)
@@ -250,7 +256,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     # lesions: binary mask or instance map, onto the QSM grid
     kind, les_data = lesion_values(les_img.data, les_name)
-    if not same_grid(ref, les_img):
+    if not on_qsm_grid(ref, qsm_name, les_img, "lesions", les_name, warnings):
         idx = np.argwhere(les_data)
         frac = fov_fraction(idx, les_img.affine, shape, ref.affine)
         if frac < MIN_LESION_OVERLAP:
@@ -265,7 +271,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     # FLAIR: onto the QSM grid; it must cover the lesions
     flair_data = finite_float(flair_img.data, "flair", flair_name)
-    if not same_grid(ref, flair_img):
+    if not on_qsm_grid(ref, qsm_name, flair_img, "flair", flair_name, warnings):
         frac = fov_fraction(np.argwhere(les_data), ref.affine, flair_img.shape, flair_img.affine)
         if frac < MIN_LESION_OVERLAP or not boxes_overlap(shape, ref.affine, flair_img.shape,
                                                           flair_img.affine):
@@ -277,7 +283,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     if bm_img is not None:
         bm = finite_float(bm_img.data, "brainmask", bm_name) > 0
-        if not same_grid(ref, bm_img):
+        if not on_qsm_grid(ref, qsm_name, bm_img, "brainmask", bm_name, warnings):
             bm = resample_to(bm.view(np.uint8), bm_img.affine, shape, ref.affine, order=0) > 0
             warnings.append("brainmask: grid differs from the QSM; resampled (nearest)")
         if not bm.any():
