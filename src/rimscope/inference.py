@@ -134,6 +134,22 @@ def _done(out: Path, entry: SubjectEntry, stamp: str) -> bool:
         return False
 
 
+def discard_subject(out: Path, sid: str) -> None:
+    """Remove a subject's results (stamp first), and its folder if nothing else is in it."""
+    d = Path(out) / f"sub-{sid}"
+    for name in (STAMP, f"sub-{sid}_lesions.tsv", f"sub-{sid}_desc-rim_probseg.nii.gz",
+                 f"sub-{sid}_desc-rim_dseg.nii.gz", f"sub-{sid}_desc-rim_dseg.tsv",
+                 f"sub-{sid}_report.html"):
+        try:
+            (d / name).unlink(missing_ok=True)
+        except OSError:  # a read-only disk: nothing was written there either
+            pass
+    try:
+        d.rmdir()
+    except OSError:  # absent, or holds the user's own files
+        pass
+
+
 def shard(entries: list, spec: str | None) -> list:
     if not spec:
         return entries
@@ -218,14 +234,18 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str, report
         try:
             subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **entry.paths())
             rows = rate_subject(subject, model, device, b0_dir)
+            discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
             info = write_subject(subject, rows, out, report)
-        except InputError as exc:
-            log.error("%s: %s", entry.subject, exc)
+            dt = time.perf_counter() - t0
+            write_json_atomic(out / f"sub-{entry.subject}" / STAMP,
+                              {"stamp": stamp, "seconds": round(dt, 3), **info})
+        except InputError as exc:  # listed once at the end of the run
+            discard_subject(out, entry.subject)  # an old result of other inputs is not listed
             record["failures"].append({"subject": entry.subject, "error": str(exc)})
             continue
-        dt = time.perf_counter() - t0
-        write_json_atomic(out / f"sub-{entry.subject}" / STAMP,
-                          {"stamp": stamp, "seconds": round(dt, 3), **info})
+        except BaseException:  # full disk, SIGTERM, Ctrl-C: no subject folder without its stamp
+            discard_subject(out, entry.subject)
+            raise
         record["done"].append(entry.subject)
         record["timings_s"][entry.subject] = round(dt, 3)
         if subject.warnings:
@@ -261,7 +281,18 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model = resolve_model(args.model, device)
     out = Path(args.output)
+    existed = out.exists()
     record = run_batch(entries, out, model, device, args.report, args.qsm_units, args.b0_dir, args.quiet)
+    if record["failures"] and not (record["done"] or record["skipped"]):
+        # nothing usable: each error once, on one line, and nothing written (no empty summary)
+        for f in record["failures"]:
+            print(f"rimscope: error: {' '.join(f['error'].split())}", file=sys.stderr)
+        if not existed:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        return 2
     summary = write_summary(out)
     card = getattr(model, "card", {}) or {}
     run_name = "run.json" if not args.shard else f"run_shard-{args.shard.replace('/', 'of')}.json"
