@@ -3,8 +3,10 @@
 Why this shape: the server holds the volumes and the database; the page only asks for lesions by
 id, PNG views and rating writes. Every request needs the start-up token (query `?token=`, an
 `Authorization: Bearer` header, or the HttpOnly cookie set on the first visit), as Jupyter does,
-because any local process or web page could otherwise reach a 127.0.0.1 port. Static files come
-from a fixed table, never from a client-supplied path.
+because any local process or web page could otherwise reach a 127.0.0.1 port. As defence in depth
+(again as Jupyter does) the `Host` header must name this machine (or the --host given), which stops
+DNS rebinding, and a write must come from the page's own origin. Static files come from a fixed
+table, never from a client-supplied path.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ MODALITIES = ("qsm", "flair")
 WINDOWS = {"qsm": (-0.1, 0.1), "flair": (-0.6, 1.2)}  # +-100 ppb: rims are +20..80 ppb
 WINDOW_LIMIT = 100.0
 MAX_BODY = 4096
+MAX_JSON_DEPTH = 4  # a rating is one flat object; deeper bodies are refused before parsing
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store"),
@@ -51,11 +55,58 @@ def cookie_name(scope) -> str:
     return f"rimscope_token_{server[1] or 0}"
 
 
-class TokenGuard:
-    """ASGI middleware: refuse (401) any request that does not carry the token."""
+def host_name(value: str) -> str:
+    """'127.0.0.1:8765' -> '127.0.0.1', '[::1]:8765' -> '::1' (lower case)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
-    def __init__(self, app, token: str):
-        self.app, self.token = app, token.encode()
+
+def allowed_hosts(bind: str):
+    """Host names the page may be reached by: this machine's, plus the --host given; None (any)
+    when bound to every interface (the token still guards every request)."""
+    if bind in ("0.0.0.0", "::", ""):
+        return None
+    return LOCAL_HOSTS | {host_name(bind)}
+
+
+def json_depth_ok(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Is the nesting of [ and { (outside strings) at most `limit`? Parsing a 2,000-deep body
+    would hit Python's recursion limit; this scan never does."""
+    depth, in_str, esc = 0, False, False
+    for ch in body.decode("utf-8", "replace"):
+        if in_str:
+            esc, in_str = (False, in_str) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+class TokenGuard:
+    """ASGI middleware: refuse a foreign Host (403), a cross-origin write (403) and any request
+    that does not carry the token (401)."""
+
+    def __init__(self, app, token: str, hosts=LOCAL_HOSTS):
+        self.app, self.token, self.hosts = app, token.encode(), hosts
+
+    def _foreign(self, scope) -> str | None:
+        """Why the request is refused before the token is looked at, or None."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if self.hosts is not None and host_name(host) not in self.hosts:
+            return "403: this review answers only requests addressed to its own host"
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and origin is not None:
+            if origin.strip().lower() != f"{scope.get('scheme', 'http')}://{host.strip().lower()}":
+                return "403: ratings are accepted only from the review page itself"
+        return None
 
     def _presented(self, scope) -> tuple[str | None, bool]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -76,6 +127,10 @@ class TokenGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        foreign = self._foreign(scope)
+        if foreign:
+            resp = PlainTextResponse(foreign, status_code=403)
+            return await resp(scope, receive, self._with_headers(send))
         token, from_query = self._presented(scope)
         if token is None or not hmac.compare_digest(token.encode("utf-8", "replace"), self.token):
             resp = PlainTextResponse("401: this rimscope review needs the token printed at start "
@@ -103,8 +158,11 @@ def _static(name: str) -> bytes:
     return resources.files("rimscope.review").joinpath("static", name).read_bytes()
 
 
-def create_app(catalog, store, token: str, default_rater: str = "rater", blind: bool = False) -> Starlette:
+def create_app(catalog, store, token: str, default_rater: str = "rater", blind: bool = False,
+               hosts=LOCAL_HOSTS) -> Starlette:
     """The app; `catalog` (ids, volumes) and `store` (ratings) are the only state.
+
+    `hosts`: the Host names accepted (allowed_hosts(--host)); None accepts any.
 
     `blind` hides the model's probability and call, other raters' ratings and the agreement table,
     so that ratings meant to measure agreement are independent of them.
@@ -191,9 +249,11 @@ def create_app(catalog, store, token: str, default_rater: str = "rater", blind: 
         body = await request.body()
         if len(body) > MAX_BODY:
             P.bad("request body too large", 413)
+        if not json_depth_ok(body):
+            P.bad("body is nested too deeply; send one flat JSON object")
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             P.bad("body is not valid JSON")
         if not isinstance(data, dict):
             P.bad("body must be a JSON object")
@@ -244,7 +304,7 @@ def create_app(catalog, store, token: str, default_rater: str = "rater", blind: 
               Route("/api/rate", rate, methods=["POST"]), Route("/api/agreement", agree),
               Route("/api/export", export)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
-    app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(TokenGuard, token=token, hosts=hosts)
     return app
 
 

@@ -104,9 +104,10 @@ def run(args) -> int:
         log.warning("--host %s: the review is reachable from other machines (token still required, "
                     "traffic is not encrypted)", args.host)
     token = secrets.token_urlsafe(32)
-    from .app import create_app
+    from .app import allowed_hosts, create_app
 
-    app = create_app(catalog, store, token, default_rater=rater, blind=args.blind)
+    app = create_app(catalog, store, token, default_rater=rater, blind=args.blind,
+                     hosts=allowed_hosts(args.host))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     print(f"rimscope review: {len(catalog.all())} lesions of {len(catalog.lesions)} subject(s); "
