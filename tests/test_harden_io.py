@@ -80,3 +80,24 @@ def test_inf_is_refused_without_a_numpy_warning(tmp_path, arrays):
         warnings.simplefilter("error")
         with pytest.raises(InputError, match="2 NaN/Inf"):
             load_subject(*paths)
+
+
+def test_too_large_a_grid_is_refused_from_the_header_alone(tmp_path, arrays, monkeypatch):
+    """The check needs only the header: a file whose data are cut off is refused for its size,
+    not for being unreadable (the data were never read)."""
+    import gzip
+
+    import rimscope.io as rio
+
+    qsm, flair, les = arrays
+    monkeypatch.setattr(rio, "MAX_VOXELS", qsm.size - 1)
+    buf = gzip.compress(nib.Nifti1Image(qsm, np.eye(4)).to_bytes())
+    cut = tmp_path / "sub-01_qsm.nii.gz"
+    cut.write_bytes(buf[: len(buf) // 3])
+    paths = [cut] + [_write(tmp_path, r, a, np.eye(4)) for r, a in (("flair", flair), ("lesions", les))]
+    with pytest.raises(InputError, match="M voxels, above rimscope's limit") as e:
+        load_subject(*paths)
+    assert e.value.path == str(cut)
+    monkeypatch.setattr(rio, "MAX_VOXELS", qsm.size)
+    with pytest.raises(InputError, match="cannot read qsm"):
+        load_subject(*paths)

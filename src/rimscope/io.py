@@ -25,6 +25,10 @@ log = logging.getLogger("rimscope")
 MIN_LESION_OVERLAP = 0.8
 PPB_RANGE = 5.0  # a robust QSM range above this (in "ppm") means the map is in ppb
 PERCENTILE_SAMPLES = 1_000_000  # robust percentiles from an evenly strided subsample this large
+# A subject needs about 17 bytes of memory per voxel of the QSM grid (three images and their masks
+# in memory at once): 2**27 voxels (512^3) stay under ~2.5 GB. Larger grids are refused from the
+# header, before anything is read; patches are sampled at 1 mm, so a 0.5-0.6 mm grid loses nothing.
+MAX_VOXELS = 2**27
 
 
 @dataclass
@@ -91,7 +95,10 @@ def read_image(src, role: str) -> tuple[Image, str]:
                              "from the manifest's folder)", path)
         try:
             img = nib.load(name)
+            _check_size(img, role, path)
             data = np.asanyarray(img.dataobj)
+        except InputError:
+            raise
         except Exception as exc:  # nibabel raises many types for broken files
             first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise InputError(f"cannot read {role} image ({first}); re-export it as a complete "
@@ -99,6 +106,7 @@ def read_image(src, role: str) -> tuple[Image, str]:
     else:
         img = src
         name = (src.get_filename() if hasattr(src, "get_filename") else None) or f"<{role} image>"
+        _check_size(img, role, name)
         data = np.asanyarray(img.dataobj)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{role} is not NIfTI; convert it to .nii/.nii.gz (e.g. dcm2niix)", name)
@@ -116,6 +124,17 @@ def read_image(src, role: str) -> tuple[Image, str]:
     world = bool(int(img.header["qform_code"]) or int(img.header["sform_code"]))
     return Image(data=data, affine=np.array(img.affine, dtype=float), header=header.copy(),
                  world=world), name
+
+
+def _check_size(img, role: str, name) -> None:
+    """Refuse a grid too large for memory from its header alone (nothing read yet)."""
+    shape = tuple(int(n) for n in getattr(img, "shape", ()))
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if n > MAX_VOXELS:
+        raise InputError(f"{role} has {'x'.join(map(str, shape))} = {n / 1e6:.0f} M voxels, above "
+                         f"rimscope's limit of {MAX_VOXELS / 1e6:.0f} M (512^3, about 2.5 GB of "
+                         "memory); resample it to 0.5-0.6 mm first (patches are read at 1 mm), e.g. "
+                         "mri_convert -vs 0.6 0.6 0.6 IN OUT", name)
 
 
 def finite_float(data: np.ndarray, role: str, name) -> np.ndarray:
