@@ -146,7 +146,7 @@ def test_kill_and_rerun_gives_identical_outputs(tmp_path, model_dir):
     assert subprocess.run(cmd, env=env).returncode == 0
     run = json.loads((out / "run.json").read_text())
     assert len(run["skipped"]) == n_done_at_kill and len(run["done"]) == len(subjects) - n_done_at_kill
-    assert not list(out.rglob("*.tmp*"))
+    assert not list(out.rglob(".rimscope-tmp-*"))
     a, b = _outputs(ref), _outputs(out)
     assert a.keys() == b.keys()
     for k in a:

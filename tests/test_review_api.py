@@ -265,7 +265,8 @@ def _app(cohort, tmp_path, **kw):
     from rimscope.review.store import RatingStore
 
     store = RatingStore(tmp_path / "r.sqlite")
-    c = TestClient(create_app(Catalog(cohort["manifest"], cohort["predictions"]), store, TOKEN, "alice", **kw))
+    c = TestClient(create_app(Catalog(cohort["manifest"], cohort["predictions"]), store, TOKEN, "alice", **kw),
+                   base_url="http://127.0.0.1:8765")  # the Host a local browser sends
     c.store = store
     return c
 

@@ -81,19 +81,31 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
+    from .errors import user_os_error
+    from .runtime import Terminated, sigterm_as_interrupt
+
     try:
-        return int(module.run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(module.run(args) or 0)
     except InputError as exc:
         if args.debug:
             raise
         print(f"rimscope: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2
+    except Terminated:
+        print("rimscope: terminated (SIGTERM); finished work is kept, rerun the same command to go "
+              "on", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("rimscope: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # an unexpected failure: one line, with the way to see more
         if args.debug:
             raise
+        user = user_os_error(exc)  # a full or read-only disk, no permission: the user's to fix
+        if user is not None:
+            print(f"rimscope: error: {_one_line(user)}", file=sys.stderr)
+            return 2
         logging.getLogger("rimscope").debug("traceback", exc_info=True)
         print(f"rimscope: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
               "traceback and report it)", file=sys.stderr)

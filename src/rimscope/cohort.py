@@ -18,6 +18,7 @@ log = logging.getLogger("rimscope")
 
 REQUIRED = ("subject", "qsm", "flair", "lesions")
 NII = re.compile(r"\.nii(\.gz)?$")
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # names a folder of OUT: no / or ..
 
 
 @dataclass
@@ -159,6 +160,9 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
         seen[sid] = n
         files = {}
         try:
+            if not SUBJECT_ID.match(sid):
+                raise InputError(f"line {n}: subject id {sid!r} is not a plain name (it names an "
+                                 "output folder); use letters, digits and _ . + - only", path)
             for col in ("qsm", "flair", "lesions", "brainmask"):
                 val = row.get(col, "")
                 if not val:

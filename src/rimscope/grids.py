@@ -10,6 +10,8 @@ import numpy as np
 from nibabel import orientations as nio
 from scipy import ndimage
 
+from .errors import InputError
+
 AFFINE_TOL_MM = 1e-3
 
 
@@ -17,6 +19,28 @@ def same_grid(a, b) -> bool:
     """Same shape and affines equal within AFFINE_TOL_MM: used as is, no resampling."""
     return tuple(a.shape[:3]) == tuple(b.shape[:3]) and np.allclose(a.affine, b.affine,
                                                                     atol=AFFINE_TOL_MM)
+
+
+def on_qsm_grid(ref, ref_name, img, role: str, name, warnings: list) -> bool:
+    """Is `img` on the QSM grid (True: use voxel for voxel) or to be resampled (False)?
+
+    Resampling goes through world space, so both images need a real one: an image whose qform and
+    sform codes are both 0 has only nibabel's guess from the voxel size. Such an image is taken
+    voxel for voxel when its shape is the QSM's (with a warning) and refused otherwise.
+    """
+    same = same_grid(ref, img)
+    if ref.world and img.world:
+        return same
+    missing, where = (name, role) if not img.world else (ref_name, "qsm")
+    if same or tuple(ref.shape[:3]) == tuple(img.shape[:3]):
+        warnings.append(f"{where}: no world space in the header (qform and sform codes 0); "
+                        f"{role} taken as on the QSM grid voxel for voxel")
+        return True
+    raise InputError(f"{where} has no world space (qform and sform codes are both 0) and the "
+                     f"{role} grid {'x'.join(map(str, img.shape[:3]))} differs from the qsm grid "
+                     f"{'x'.join(map(str, ref.shape[:3]))}, so they cannot be aligned; write the "
+                     "scanner affine into its header (e.g. re-export from DICOM with dcm2niix) or "
+                     "resample it onto the QSM grid first", missing)
 
 
 def canonical_ornt(affine: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from scipy import ndimage
 
 from .errors import InputError
 from .grids import (AFFINE_TOL_MM, apply_ornt, axcodes, boxes_overlap, canonical_affine,  # noqa: F401
-                    canonical_ornt, fov_fraction, invert_ornt, obliquity, resample_to, same_grid)
+                    canonical_ornt, fov_fraction, invert_ornt, obliquity, on_qsm_grid, resample_to,
+                    same_grid)
 from .runtime import atomic_path
 
 log = logging.getLogger("rimscope")
@@ -24,6 +25,10 @@ log = logging.getLogger("rimscope")
 MIN_LESION_OVERLAP = 0.8
 PPB_RANGE = 5.0  # a robust QSM range above this (in "ppm") means the map is in ppb
 PERCENTILE_SAMPLES = 1_000_000  # robust percentiles from an evenly strided subsample this large
+# A subject needs about 17 bytes of memory per voxel of the QSM grid (three images and their masks
+# in memory at once): 2**27 voxels (512^3) stay under ~2.5 GB. Larger grids are refused from the
+# header, before anything is read; patches are sampled at 1 mm, so a 0.5-0.6 mm grid loses nothing.
+MAX_VOXELS = 2**27
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Image:
     data: np.ndarray
     affine: np.ndarray
     header: nib.Nifti1Header = field(repr=False)
+    world: bool = True  # False: qform and sform codes 0, the affine is nibabel's guess from pixdim
 
     @property
     def shape(self) -> tuple:
@@ -89,7 +95,10 @@ def read_image(src, role: str) -> tuple[Image, str]:
                              "from the manifest's folder)", path)
         try:
             img = nib.load(name)
+            _check_size(img, role, path)
             data = np.asanyarray(img.dataobj)
+        except InputError:
+            raise
         except Exception as exc:  # nibabel raises many types for broken files
             first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise InputError(f"cannot read {role} image ({first}); re-export it as a complete "
@@ -97,6 +106,7 @@ def read_image(src, role: str) -> tuple[Image, str]:
     else:
         img = src
         name = (src.get_filename() if hasattr(src, "get_filename") else None) or f"<{role} image>"
+        _check_size(img, role, name)
         data = np.asanyarray(img.dataobj)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"{role} is not NIfTI; convert it to .nii/.nii.gz (e.g. dcm2niix)", name)
@@ -111,13 +121,28 @@ def read_image(src, role: str) -> tuple[Image, str]:
     if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-6:
         raise InputError(f"{role} has an invalid affine; fix its header (qform/sform)", name)
     header = img.header if isinstance(img, nib.Nifti1Image) else nib.Nifti1Header.from_header(img.header)
-    return Image(data=data, affine=np.array(img.affine, dtype=float), header=header.copy()), name
+    world = bool(int(img.header["qform_code"]) or int(img.header["sform_code"]))
+    return Image(data=data, affine=np.array(img.affine, dtype=float), header=header.copy(),
+                 world=world), name
+
+
+def _check_size(img, role: str, name) -> None:
+    """Refuse a grid too large for memory from its header alone (nothing read yet)."""
+    shape = tuple(int(n) for n in getattr(img, "shape", ()))
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if n > MAX_VOXELS:
+        raise InputError(f"{role} has {'x'.join(map(str, shape))} = {n / 1e6:.0f} M voxels, above "
+                         f"rimscope's limit of {MAX_VOXELS / 1e6:.0f} M (512^3, about 2.5 GB of "
+                         "memory); resample it to 0.5-0.6 mm first (patches are read at 1 mm), e.g. "
+                         "mri_convert -vs 0.6 0.6 0.6 IN OUT", name)
 
 
 def finite_float(data: np.ndarray, role: str, name) -> np.ndarray:
     """float32 copy-free where possible; NaN/Inf refused with the fix (common outside the brain)."""
     data = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(data.sum(dtype=np.float64)):  # one cheap pass; count only on failure
+    with np.errstate(invalid="ignore", over="ignore"):  # +Inf + -Inf: no numpy warning, just NaN
+        total = data.sum(dtype=np.float64)
+    if not np.isfinite(total):  # one cheap pass; count only on failure
         bad = int((~np.isfinite(data)).sum())
         raise InputError(f"{role} has {bad} NaN/Inf voxels; set them to 0 (e.g. fslmaths IN -nan "
                          "OUT)", name)
@@ -250,7 +275,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     # lesions: binary mask or instance map, onto the QSM grid
     kind, les_data = lesion_values(les_img.data, les_name)
-    if not same_grid(ref, les_img):
+    if not on_qsm_grid(ref, qsm_name, les_img, "lesions", les_name, warnings):
         idx = np.argwhere(les_data)
         frac = fov_fraction(idx, les_img.affine, shape, ref.affine)
         if frac < MIN_LESION_OVERLAP:
@@ -265,7 +290,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     # FLAIR: onto the QSM grid; it must cover the lesions
     flair_data = finite_float(flair_img.data, "flair", flair_name)
-    if not same_grid(ref, flair_img):
+    if not on_qsm_grid(ref, qsm_name, flair_img, "flair", flair_name, warnings):
         frac = fov_fraction(np.argwhere(les_data), ref.affine, flair_img.shape, flair_img.affine)
         if frac < MIN_LESION_OVERLAP or not boxes_overlap(shape, ref.affine, flair_img.shape,
                                                           flair_img.affine):
@@ -277,7 +302,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     if bm_img is not None:
         bm = finite_float(bm_img.data, "brainmask", bm_name) > 0
-        if not same_grid(ref, bm_img):
+        if not on_qsm_grid(ref, qsm_name, bm_img, "brainmask", bm_name, warnings):
             bm = resample_to(bm.view(np.uint8), bm_img.affine, shape, ref.affine, order=0) > 0
             warnings.append("brainmask: grid differs from the QSM; resampled (nearest)")
         if not bm.any():

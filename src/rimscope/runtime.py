@@ -6,13 +6,18 @@ files that are either complete or absent), so they live in one small place.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import platform
 import random
+import re
+import signal
+import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger("rimscope")
@@ -83,23 +88,96 @@ def versions() -> dict:
     return out
 
 
+TEMP_PREFIX = ".rimscope-tmp-"  # every temporary file rimscope writes starts with this
+_TEMP_RE = re.compile(r"^\.rimscope-tmp-([0-9a-f]{8})-(\d+)-")
+FOREIGN_TEMP_AGE_S = 3600  # a temp file of another machine this old has lost its writer
+_cleaned: set = set()
+# Fault injection for the kill tests (tests/test_harden_kill.py): RIMSCOPE_FAULT_KILL_AT=N makes
+# the process send itself SIGKILL (or RIMSCOPE_FAULT_SIGNAL, e.g. TERM) just before the N-th
+# fsync or rename of an atomic write (counted together, from 1). Unset in normal use.
+_FAULT_AT = int(os.environ.get("RIMSCOPE_FAULT_KILL_AT", "0") or 0)
+_fault_count = 0
+
+
+def _fault_point() -> None:
+    global _fault_count
+    if _FAULT_AT:
+        _fault_count += 1
+        if _fault_count == _FAULT_AT:
+            os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("RIMSCOPE_FAULT_SIGNAL", "KILL")))
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def clean_stale_temps(folder) -> list[Path]:
+    """Remove rimscope's temporary files in `folder` whose writer is gone: on this machine, its
+    process no longer runs; from another machine (a shared cluster disk), older than an hour.
+    Temp files of a run still writing (a concurrent shard) are left alone. Returns what went."""
+    folder, removed, host, now = Path(folder), [], _host_tag(), time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP_RE.match(e.name)
+        if not m or not e.is_file(follow_symlinks=False):
+            continue
+        try:
+            stale = (not _pid_alive(int(m.group(2))) if m.group(1) == host
+                     else now - e.stat(follow_symlinks=False).st_mtime > FOREIGN_TEMP_AGE_S)
+            if stale and int(m.group(2)) != os.getpid():
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        except OSError:  # raced with its owner or another cleaner: nothing to do
+            pass
+    if removed:
+        log.debug("removed %d stale temporary file(s) in %s", len(removed), folder)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
-    A crash leaves either the old file or nothing, never a half-written one.
+    A crash leaves either the old file or nothing, never a half-written one. The temporary name
+    (`.rimscope-tmp-<host>-<pid>-<random>-<name>`) says whose it is, so the first write into a
+    folder in a later run removes what a killed run left there (clean_stale_temps).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    folder = str(path.parent.resolve())
+    if folder not in _cleaned:
+        _cleaned.add(folder)
+        clean_stale_temps(folder)
+    ext = "".join(path.suffixes)
+    suffix = "-" + path.name + ("" if suffix is None or ext.endswith(suffix) else suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix,
+                               dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         yield Path(tmp)
+        _fault_point()
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        _fault_point()
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk says nothing of where: name the file being written
+        if exc.filename is None or str(exc.filename) == tmp:
+            exc.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -157,3 +235,27 @@ def read_tsv(path) -> list[dict]:
     delim = "," if path.suffix.lower() == ".csv" else "\t"
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return [dict(r) for r in csv.DictReader(fh, delimiter=delim)]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends at its time limit), raised like Ctrl-C so every
+    `finally` runs: temporary files go, finished subjects stay, the CLI exits 143."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises Terminated in the main thread (elsewhere: left as it is)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import load_subject
 from ..runtime import progress, write_json_atomic
 from .api import rate_subject
-from .outputs import stamp_path, write_subject
+from .outputs import discard_subject, stamp_path, write_subject
 
 log = logging.getLogger("rimscope")
 
@@ -76,13 +76,17 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
         try:
             subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units, **entry.paths())
             rows = rate_subject(subject, model, device, options.b0_dir)
+            discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
             info = write_subject(subject, rows, out, options.report)
-        except InputError as exc:
-            log.error("%s: %s", entry.subject, exc)
+            dt = time.perf_counter() - t0
+            write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})
+        except InputError as exc:  # listed once at the end of the run
+            discard_subject(out, entry.subject)  # an old result of other inputs is not listed
             record["failures"].append({"subject": entry.subject, "error": str(exc)})
             continue
-        dt = time.perf_counter() - t0
-        write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})
+        except BaseException:  # full disk, SIGTERM, Ctrl-C: no subject folder without its stamp
+            discard_subject(out, entry.subject)
+            raise
         record["done"].append(entry.subject)
         record["timings_s"][entry.subject] = round(dt, 3)
         if subject.warnings:

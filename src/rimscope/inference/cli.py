@@ -39,6 +39,10 @@ def run(args) -> int:
                             report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
                             lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
                             qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet)
+    if record["nothing_written"]:  # each error once, on one line; OUT left as it was
+        for f in record["failures"]:
+            print(f"rimscope: error: {' '.join(f['error'].split())}", file=sys.stderr)
+        return 2
     summary, n_fail = record["summary"], len(record["failures"])
     print(f"rimscope: {len(record['done'])} subjects rated, {len(record['skipped'])} already done, "
           f"{n_fail} failed; {sum(r['n_rim'] for r in summary)} Rim+ of "
@@ -54,7 +58,8 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
                    subject: str | None = None, qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
     """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
     BIDS) or of the single subject qsm/flair/lesions; writes OUT and returns the run record
-    (with the rebuilt summary under "summary")."""
+    (with the rebuilt summary under "summary"; "nothing_written" when no subject succeeded, in
+    which case OUT is left as it was)."""
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     t0 = time.perf_counter()
     entries = batch_shard(discover(input, qsm=qsm, flair=flair, lesions=lesions, brainmask=brainmask,
@@ -64,7 +69,16 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
     out = Path(output)
     options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
                            quiet=quiet)
+    existed = out.exists()
     record = run_batch(entries, out, net, device, options, card)
+    if record["failures"] and not (record["done"] or record["skipped"]):
+        # nothing usable: nothing written (no empty summary, no run record)
+        if not existed:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        return {**record, "summary": [], "nothing_written": True}
     summary = write_summary(out)
     run_name = "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json"
     write_json_atomic(out / run_name, {
@@ -73,4 +87,4 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
         "model": {"name": net.name, "path": str(card.path.parent) if card else None,
                   "sha256": card.weights_sha256 if card else None, "threshold": net.threshold},
         "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
-    return {**record, "summary": summary}
+    return {**record, "summary": summary, "nothing_written": False}

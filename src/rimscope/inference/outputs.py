@@ -32,6 +32,22 @@ def stamp_path(out, subject: str) -> Path:
     return subject_dir(out, subject) / STAMP
 
 
+def discard_subject(out, subject: str) -> None:
+    """Remove a subject's results (stamp first), and its folder if nothing else is in it."""
+    d = subject_dir(out, subject)
+    for name in (STAMP, f"sub-{subject}_lesions.tsv", f"sub-{subject}_desc-rim_probseg.nii.gz",
+                 f"sub-{subject}_desc-rim_dseg.nii.gz", f"sub-{subject}_desc-rim_dseg.tsv",
+                 f"sub-{subject}_report.html"):
+        try:
+            (d / name).unlink(missing_ok=True)
+        except OSError:  # a read-only disk: nothing was written there either
+            pass
+    try:
+        d.rmdir()
+    except OSError:  # absent, or holds the user's own files
+        pass
+
+
 def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Probability map and 0/1/2 dseg, canonical grid."""
     lut_p = np.zeros(int(subject.lesions.max()) + 1, np.float32)

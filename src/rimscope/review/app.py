@@ -3,26 +3,26 @@
 Why this shape: the server holds the volumes and the database; the page only asks for lesions by
 id, PNG views and rating writes. Every request needs the start-up token (query `?token=`, an
 `Authorization: Bearer` header, or the HttpOnly cookie set on the first visit), as Jupyter does,
-because any local process or web page could otherwise reach a 127.0.0.1 port. Static files come
-from a fixed table, never from a client-supplied path.
+because any local process or web page could otherwise reach a 127.0.0.1 port. As defence in depth
+(again as Jupyter does) the `Host` header must name this machine (or the --host given), which stops
+DNS rebinding, and a write must come from the page's own origin. Static files come from a fixed
+table, never from a client-supplied path. The guard itself is review.guard.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-from http.cookies import SimpleCookie
 from importlib import resources
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import params as P
+from .guard import LOCAL_HOSTS, TokenGuard, json_depth_ok
 from .results import MODEL, agreement, labels_tsv
 from .store import NAMES, RATINGS
 from .views import PLANES, max_offset, render
@@ -37,74 +37,15 @@ MODALITIES = ("qsm", "flair")
 WINDOWS = {"qsm": (-0.1, 0.1), "flair": (-0.6, 1.2)}  # +-100 ppb: rims are +20..80 ppb
 WINDOW_LIMIT = 100.0
 MAX_BODY = 4096
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"), (b"cache-control", b"no-store"),
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'"),
-]
-
-
-def cookie_name(scope) -> str:
-    """Cookies ignore ports: name the cookie by port so two servers on one host do not clash."""
-    server = scope.get("server") or ("", 0)
-    return f"rimscope_token_{server[1] or 0}"
-
-
-class TokenGuard:
-    """ASGI middleware: refuse (401) any request that does not carry the token."""
-
-    def __init__(self, app, token: str):
-        self.app, self.token = app, token.encode()
-
-    def _presented(self, scope) -> tuple[str | None, bool]:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        auth = headers.get("authorization", "")
-        if auth.startswith("Bearer "):
-            return auth[7:].strip(), False
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if "token" in query:
-            return query["token"][0], True
-        jar = SimpleCookie()
-        try:
-            jar.load(headers.get("cookie", ""))
-        except Exception:  # a malformed cookie header is simply no token
-            return None, False
-        morsel = jar.get(cookie_name(scope))
-        return (morsel.value if morsel else None), False
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        token, from_query = self._presented(scope)
-        if token is None or not hmac.compare_digest(token.encode("utf-8", "replace"), self.token):
-            resp = PlainTextResponse("401: this rimscope review needs the token printed at start "
-                                     "(open the URL with ?token=...)", status_code=401)
-            return await resp(scope, receive, self._with_headers(send))
-        if from_query and scope["method"] == "GET" and scope["path"] == "/":
-            # first visit: keep the token in an HttpOnly cookie and drop it from the address bar
-            resp = RedirectResponse("/", status_code=303)
-            resp.set_cookie(cookie_name(scope), self.token.decode(), httponly=True, samesite="strict",
-                            path="/")
-            return await resp(scope, receive, self._with_headers(send))
-        return await self.app(scope, receive, self._with_headers(send))
-
-    @staticmethod
-    def _with_headers(send):
-        async def wrapped(message):
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
-            await send(message)
-        return wrapped
-
-
 def _static(name: str) -> bytes:
     return resources.files("rimscope.review").joinpath("static", name).read_bytes()
 
 
-def create_app(catalog, store, token: str, default_rater: str = "rater", blind: bool = False) -> Starlette:
+def create_app(catalog, store, token: str, default_rater: str = "rater", blind: bool = False,
+               hosts=LOCAL_HOSTS) -> Starlette:
     """The app; `catalog` (ids, volumes) and `store` (ratings) are the only state.
+
+    `hosts`: the Host names accepted (allowed_hosts(--host)); None accepts any.
 
     `blind` hides the model's probability and call, other raters' ratings and the agreement table,
     so that ratings meant to measure agreement are independent of them.
@@ -191,9 +132,11 @@ def create_app(catalog, store, token: str, default_rater: str = "rater", blind: 
         body = await request.body()
         if len(body) > MAX_BODY:
             P.bad("request body too large", 413)
+        if not json_depth_ok(body):
+            P.bad("body is nested too deeply; send one flat JSON object")
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             P.bad("body is not valid JSON")
         if not isinstance(data, dict):
             P.bad("body must be a JSON object")
@@ -244,7 +187,7 @@ def create_app(catalog, store, token: str, default_rater: str = "rater", blind: 
               Route("/api/rate", rate, methods=["POST"]), Route("/api/agreement", agree),
               Route("/api/export", export)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
-    app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(TokenGuard, token=token, hosts=hosts)
     return app
 
 

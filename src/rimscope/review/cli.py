@@ -105,8 +105,10 @@ def run(args) -> int:
                     "traffic is not encrypted)", args.host)
     token = secrets.token_urlsafe(32)
     from .app import create_app
+    from .guard import allowed_hosts
 
-    app = create_app(catalog, store, token, default_rater=rater, blind=args.blind)
+    app = create_app(catalog, store, token, default_rater=rater, blind=args.blind,
+                     hosts=allowed_hosts(args.host))
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     shown = f"[{shown}]" if ":" in shown else shown
     print(f"rimscope review: {len(catalog.all())} lesions of {len(catalog.lesions)} subject(s); "
