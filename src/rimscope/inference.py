@@ -77,12 +77,14 @@ def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> l
 
 
 def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str = "auto",
-                    subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None) -> list[dict]:
-    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts."""
+                    subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None,
+                    lesion_label: int | None = None) -> list[dict]:
+    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts.
+    `lesion_label` takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG)."""
     device = resolve_device(device)
     model = resolve_model(model, device)
     subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
-                           qsm_units=qsm_units)
+                           qsm_units=qsm_units, lesion_label=lesion_label)
     return rate_subject(subject, model, device, b0_dir)
 
 
@@ -96,7 +98,8 @@ def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return lut_p[subject.lesions], lut_d[subject.lesions]
 
 
-def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False) -> dict:
+def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False,
+                  model=None) -> dict:
     """All files of one subject, atomically; the stamp last marks the subject done."""
     d = Path(out_dir) / f"sub-{subject.id}"
     d.mkdir(parents=True, exist_ok=True)
@@ -111,7 +114,7 @@ def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: boo
     if report:
         from .subject_report import write_report
 
-        write_report(subject, rows, f"{pre}_report.html")
+        write_report(subject, rows, f"{pre}_report.html", model=model)
         files.append(f"{pre.name}_report.html")
     return {"files": files}
 
@@ -203,11 +206,14 @@ def gather(args) -> list[SubjectEntry]:
 
 
 def run_batch(entries: list[SubjectEntry], out: Path, model, device: str, report: bool = False,
-              qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
+              qsm_units: str = "ppm", b0_dir=None, quiet: bool = False,
+              lesion_label: int | None = None) -> dict:
     """Predict every entry; returns the run record (failures listed, the batch goes on)."""
     out.mkdir(parents=True, exist_ok=True)
     sha = (getattr(model, "card", {}) or {}).get("weights_sha256", model.name)
     options = {"report": report, "qsm_units": qsm_units, "b0_dir": b0_dir}
+    if lesion_label is not None:  # only when given, so stamps of earlier runs stay valid
+        options["lesion_label"] = lesion_label
     record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {}}
     for entry in progress(entries, desc="predict", unit="subject", quiet=quiet):
         stamp = _stamp(entry, sha, options)
@@ -216,9 +222,10 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str, report
             continue
         t0 = time.perf_counter()
         try:
-            subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **entry.paths())
+            subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units,
+                                   lesion_label=lesion_label, **entry.paths())
             rows = rate_subject(subject, model, device, b0_dir)
-            info = write_subject(subject, rows, out, report)
+            info = write_subject(subject, rows, out, report, model=model)
         except InputError as exc:
             log.error("%s: %s", entry.subject, exc)
             record["failures"].append({"subject": entry.subject, "error": str(exc)})
@@ -251,6 +258,9 @@ def add_arguments(p) -> None:
     p.add_argument("--brainmask", help="single subject: brain mask (optional)")
     p.add_argument("--subject", help="single subject: its id (default from the QSM file name)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
+    p.add_argument("--lesion-label", type=int, default=None, metavar="N",
+                   help="lesion maps are label maps: take label N as the lesion mask (e.g. 99 for "
+                        "SAMSEG's segmentation)")
     p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="B0 direction in world coordinates (default: scanner z)")
 
@@ -261,7 +271,8 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model = resolve_model(args.model, device)
     out = Path(args.output)
-    record = run_batch(entries, out, model, device, args.report, args.qsm_units, args.b0_dir, args.quiet)
+    record = run_batch(entries, out, model, device, args.report, args.qsm_units, args.b0_dir, args.quiet,
+                       lesion_label=args.lesion_label)
     summary = write_summary(out)
     card = getattr(model, "card", {}) or {}
     run_name = "run.json" if not args.shard else f"run_shard-{args.shard.replace('/', 'of')}.json"
