@@ -96,7 +96,7 @@ def test_report_threshold_model_toggles_and_overview(tmp_path):
     html = out.read_text()
     assert html.count("(threshold 0.321, fake-net)") == len(rows)
     assert 'id="t-outline"' in html and 'id="t-rim"' not in html and 'class="ov rim"' not in html
-    assert "Radiological convention" in html and "150 ppb" in html and "-150" in html
+    assert "Radiological convention" in html and "100 ppb" in html and "-100" in html
     # every lesion once in the overview, linked to its card
     for rank in range(1, len(rows) + 1):
         assert html.count(f'href="#rank-{rank}"') == 1 and f'id="rank-{rank}"' in html

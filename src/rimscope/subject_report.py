@@ -23,7 +23,7 @@ from .patches import PatchConfig, patch_transform
 from .runtime import write_text_atomic
 
 VIEW = PatchConfig(size=64, spacing_mm=0.5)  # 32 mm crops at 0.5 mm
-QSM_WINDOW = (-0.15, 0.15)  # ppm
+QSM_WINDOW = (-0.1, 0.1)  # ppm: rims (+20 to +80 ppb over white matter) stand out
 FLAIR_WINDOW = (-0.6, 1.2)  # normalised units (brain median 0, 0.5-99.5 percentile range 1)
 ZOOM = 3  # display pixels per crop sample: 6 px per mm
 SCALE_MM = 5
