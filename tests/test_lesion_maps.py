@@ -136,3 +136,21 @@ def test_mgz_inputs_read_like_nifti(tmp_path):
     np.testing.assert_array_equal(a.lesions, b.lesions)
     np.testing.assert_allclose(a.affine, b.affine)
     assert isinstance(a.original_image(a.lesions), nib.Nifti1Image)
+
+
+def test_python_api_takes_lesion_label(tmp_path):
+    import torch
+
+    import rimscope
+    from rimscope.models.registry import build
+
+    paths, shape, aff, brain = _subject_files(tmp_path, zooms=(3.0, 3.0, 3.0))
+    samseg(tmp_path / "samseg", shape, aff, brain)
+    torch.manual_seed(0)
+    model = build("asymmetric")
+    with pytest.raises(InputError, match="--lesion-label"):
+        rimscope.predict(paths["qsm"], paths["flair"], tmp_path / "samseg" / "seg.mgz", model=model,
+                         device="cpu")
+    rows = rimscope.predict(paths["qsm"], paths["flair"], tmp_path / "samseg" / "seg.mgz", model=model,
+                            device="cpu", lesion_label=99)
+    assert len(rows) == 3
