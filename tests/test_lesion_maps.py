@@ -65,7 +65,7 @@ def samseg(folder, shape, aff, brain):
 
 
 def test_lst_ai_annotated_map_refused_binary_taken(tmp_path):
-    paths, shape, aff, _ = _subject_files(tmp_path)
+    paths, shape, aff, _ = _subject_files(tmp_path, zooms=(2.0, 2.0, 2.0))  # 80 mm across
     out = tmp_path / "lst"
     annotated = lst_ai(out, shape, aff)
     with pytest.raises(InputError) as exc:
@@ -108,19 +108,24 @@ def test_huge_component_refused_even_when_the_map_is_sparse():
     ids[5:15, 20:80, 20:80] = 2
     ids[30:32, 30:32, 30:32] = 7
     with pytest.raises(InputError, match="972 mL"):
-        lesion_values(ids, "x.nii.gz", voxel_mm3=27.0)
-    assert lesion_values(ids, "x.nii.gz", voxel_mm3=0.001)[0] == "instances"
+        lesion_values(ids, "x.nii.gz", zooms=(3.0, 3.0, 3.0))
+    assert lesion_values(ids, "x.nii.gz", zooms=(0.1, 0.1, 0.1))[0] == "instances"
 
 
-def test_instance_maps_still_accepted():
-    # ids kept even when one lesion is in two pieces (a mask edited by hand)
-    shape = (40, 40, 40)
+def test_instance_maps_with_fragmented_lesions_still_accepted():
+    # ids kept when a lesion lies in several nearby pieces (resampled or edited by hand) ...
+    shape = (70, 70, 70)
     ids = np.zeros(shape, np.int32)
-    for i, c in enumerate([(8, 8, 8), (20, 20, 20), (30, 10, 30)], start=1):
+    for i, c in enumerate([(8, 8, 8), (30, 30, 30), (50, 12, 48)], start=1):
         ids[_balls(shape, [c], 2.5)] = i
-    ids[_balls(shape, [(8, 30, 8)], 1.5)] = 1
+    ids[_balls(shape, [(8, 15, 8), (15, 8, 8), (8, 8, 16)], 1.5)] = 1  # 4 pieces within 12 mm
     kind, out = lesion_values(ids, "x.nii.gz")
     assert kind == "instances" and set(np.unique(out)) == {0, 1, 2, 3}
+    # ... but not when most labels are scattered over the brain (location classes)
+    ids[_balls(shape, [(64, 64, 64)], 1.5)] = 2
+    ids[_balls(shape, [(10, 60, 10)], 1.5)] = 3
+    with pytest.raises(InputError, match="separate pieces across"):
+        lesion_values(ids, "x.nii.gz")
 
 
 def test_mgz_inputs_read_like_nifti(tmp_path):

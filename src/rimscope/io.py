@@ -130,7 +130,7 @@ def finite_float(data: np.ndarray, role: str, name) -> np.ndarray:
 
 
 def lesion_values(data: np.ndarray, name, lesion_label: int | None = None,
-                  voxel_mm3: float = 1.0) -> tuple[str, np.ndarray]:
+                  zooms=(1.0, 1.0, 1.0)) -> tuple[str, np.ndarray]:
     """('binary', uint8 mask) or ('instances', int32 ids); refuses empty/non-integer/negative maps.
 
     A map with one non-zero value (0/1, 0/255, float 0.0/1.0) is a binary mask whose components
@@ -163,7 +163,7 @@ def lesion_values(data: np.ndarray, name, lesion_label: int | None = None,
         return "binary", nonzero.view(np.uint8)
     out = np.zeros(data.shape, np.int32)
     out[nonzero] = vals.astype(np.int32)
-    lesion_maps.check_instance_map(out, uniq, voxel_mm3, name)
+    lesion_maps.check_instance_map(out, uniq, zooms, name)
     return "instances", out
 
 
@@ -264,7 +264,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
 
     # lesions: binary mask or instance map, onto the QSM grid
     kind, les_data = lesion_values(les_img.data, les_name, lesion_label,
-                                   abs(float(np.linalg.det(les_img.affine[:3, :3]))))
+                                   np.sqrt((les_img.affine[:3, :3] ** 2).sum(0)))
     if not same_grid(ref, les_img):
         idx = np.argwhere(les_data)
         frac = fov_fraction(idx, les_img.affine, shape, ref.affine)
