@@ -20,7 +20,8 @@ STAGES = [
     {"errors"},  # ground floor: the one user-error type...
     {"runtime", "metrics", "commands", "weights"},  # ...logging, atomic writes, metrics, shipped weights
     {"grids"},  # voxel grids, orientation, resampling
-    {"lesions"},  # label images as arrays: components, geometry, rim regions (io numbers masks with it)
+    {"lesions", "lesion_maps"},  # label images as arrays: components, geometry, rim regions (io numbers
+    # masks with it); which label maps are one id per lesion (io reads lesion maps with it)
     {"io"},  # load, validate, canonicalise, write back
     {"cohort"},  # where the inputs are: manifests, BIDS, single subjects, labels, fingerprints
     {"patches"},  # lesion-centred patches, the patch cache

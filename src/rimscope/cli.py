@@ -9,6 +9,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 from . import __version__
@@ -72,6 +73,14 @@ def _one_line(exc: BaseException) -> str:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen is not None and chosen not in COMMANDS:  # a typo: name the nearest command
+        import difflib
+
+        near = difflib.get_close_matches(chosen, COMMANDS, n=1, cutoff=0.5)
+        print(f"rimscope: error: unknown command {chosen!r}"
+              + (f"; did you mean {near[0]!r}?" if near else "")
+              + " (rimscope --help lists the commands)", file=sys.stderr)
+        return 2
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     from .runtime import setup_logging
@@ -86,7 +95,13 @@ def main(argv=None) -> int:
 
     try:
         with sigterm_as_interrupt():
-            return int(module.run(args) or 0)
+            code = int(module.run(args) or 0)
+            sys.stdout.flush()  # a closed pipe (`| head`) shows here, inside the handler below
+            return code
+    except BrokenPipeError:  # the reader went away: stop quietly, as the Python docs recommend
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
     except InputError as exc:
         if args.debug:
             raise

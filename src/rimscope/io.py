@@ -108,8 +108,13 @@ def read_image(src, role: str) -> tuple[Image, str]:
         name = (src.get_filename() if hasattr(src, "get_filename") else None) or f"<{role} image>"
         _check_size(img, role, name)
         data = np.asanyarray(img.dataobj)
+    if isinstance(img, nib.MGHImage):  # FreeSurfer .mgz/.mgh (SAMSEG, recon-all): scanner RAS
+        img = nib.Nifti1Image(data, img.affine)
+        img.set_qform(img.affine, code=1)
+        img.set_sform(img.affine, code=1)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputError(f"{role} is not NIfTI; convert it to .nii/.nii.gz (e.g. dcm2niix)", name)
+        raise InputError(f"{role} is not NIfTI or MGZ; convert it to .nii/.nii.gz (DICOM: "
+                         "dcm2niix)", name)
     while data.ndim > 3 and data.shape[-1] == 1:  # (x, y, z, 1): one volume stored as 4D
         data = data[..., 0]
     if data.ndim != 3:
@@ -149,12 +154,19 @@ def finite_float(data: np.ndarray, role: str, name) -> np.ndarray:
     return data
 
 
-def lesion_values(data: np.ndarray, name) -> tuple[str, np.ndarray]:
+def lesion_values(data: np.ndarray, name, lesion_label: int | None = None,
+                  zooms=(1.0, 1.0, 1.0)) -> tuple[str, np.ndarray]:
     """('binary', uint8 mask) or ('instances', int32 ids); refuses empty/non-integer/negative maps.
 
     A map with one non-zero value (0/1, 0/255, float 0.0/1.0) is a binary mask whose components
-    become lesions; two or more values are instance ids, kept as given.
+    become lesions; two or more values are instance ids, kept as given, unless the map is a label
+    map of classes or tissues (refused, rimscope.lesion_maps). `lesion_label` takes that one
+    label as a binary mask.
     """
+    from . import lesion_maps
+
+    if lesion_label is not None:
+        return "binary", lesion_maps.select_label(data, lesion_label, name)
     nonzero = data != 0
     vals = data[nonzero]
     if vals.size == 0:
@@ -176,6 +188,7 @@ def lesion_values(data: np.ndarray, name) -> tuple[str, np.ndarray]:
         return "binary", nonzero.view(np.uint8)
     out = np.zeros(data.shape, np.int32)
     out[nonzero] = vals.astype(np.int32)
+    lesion_maps.check_instance_map(out, uniq, zooms, name)
     return "instances", out
 
 
@@ -237,12 +250,13 @@ def derive_brainmask(qsm: np.ndarray, flair: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- the subject loader
 
 def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = None,
-                 qsm_units: str = "ppm") -> Subject:
+                 qsm_units: str = "ppm", lesion_label: int | None = None) -> Subject:
     """Load, validate and canonicalise one subject. Images may be paths or nibabel images.
 
     The QSM grid is the reference: a FLAIR, mask or brain mask on another grid of the same
     session is resampled onto it through world space (with a warning), and refused when it does
-    not cover the lesions.
+    not cover the lesions. `lesion_label` takes one label of a label map (e.g. 99 of SAMSEG's
+    segmentation) as the binary lesion mask.
     """
     if qsm_units not in ("ppm", "ppb"):
         raise InputError(f"--qsm-units {qsm_units!r} is not ppm or ppb")
@@ -274,7 +288,8 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
                          "0.5); it looks like ppb: rerun with --qsm-units ppb", qsm_name)
 
     # lesions: binary mask or instance map, onto the QSM grid
-    kind, les_data = lesion_values(les_img.data, les_name)
+    kind, les_data = lesion_values(les_img.data, les_name, lesion_label,
+                                   np.sqrt((les_img.affine[:3, :3] ** 2).sum(0)))
     if not on_qsm_grid(ref, qsm_name, les_img, "lesions", les_name, warnings):
         idx = np.argwhere(les_data)
         frac = fov_fraction(idx, les_img.affine, shape, ref.affine)
@@ -331,6 +346,7 @@ def load_subject(qsm, flair, lesions, brainmask=None, subject_id: str | None = N
         "qsm_units": qsm_units,
         "units_guess": units_guess,
         "lesion_map": kind,
+        "lesion_label": lesion_label,
         "flair_background": float(flair_zero),
     }
     for w in warnings:
@@ -365,7 +381,7 @@ def _read_all(sources: dict) -> list:
 def guess_subject_id(path) -> str:
     """The subject id a file name implies (sub-01_Chimap.nii.gz -> 01); the one place it is guessed."""
     name = Path(path).name
-    for ext in (".nii.gz", ".nii"):
+    for ext in (".nii.gz", ".nii", ".mgz", ".mgh"):
         if name.endswith(ext):
             name = name[: -len(ext)]
     return name.split("_")[0].removeprefix("sub-") or "subject"

@@ -46,18 +46,27 @@ def progress(iterable=None, **kwargs):
 
 
 def resolve_device(name: str = "auto") -> str:
-    """'auto' picks cuda when available; asking for cuda without one is a user error."""
+    """auto|cpu|cuda|cuda:N, checked up front: 'auto' picks cuda when available; a GPU asked for
+    but not visible is a user error (one line, exit 2), not a failure deep inside torch."""
+    import re
+
     import torch
 
     from .errors import InputError
 
     if name in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked but no CUDA GPU is visible; use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise InputError(f"--device {name!r} is not one of auto, cpu, cuda")
-    return name
+    m = re.fullmatch(r"cuda(?::(\d+))?", str(name))
+    if name != "cpu" and not m:
+        raise InputError(f"--device {name!r} is not one of auto, cpu, cuda, cuda:N")
+    if m and not torch.cuda.is_available():
+        raise InputError(f"--device {name} asked but no CUDA GPU is visible; use --device cpu or auto")
+    if m and m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise InputError(f"--device {name}: only {n} CUDA GPU{'s' if n > 1 else ''} visible "
+                         f"(cuda:0{f'..cuda:{n - 1}' if n > 1 else ''}); pick one of them or use "
+                         "--device cuda")
+    return str(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
                    help="units of the QSM maps (default ppm)")
     p.add_argument("--labels", default=None,
                    help="labels TSV (subject, lesion_id, rim) to check against the lesions found")
+    p.add_argument("--lesion-label", type=int, default=None, metavar="N",
+                   help="lesion maps are label maps: take label N as the lesion mask (e.g. 99 for "
+                        "SAMSEG's segmentation)")
 
 
 def _line(cells) -> str:
@@ -57,7 +60,8 @@ def run(args) -> int:
     ids = {}
     for e in entries:
         try:
-            s = load_subject(subject_id=e.subject, qsm_units=args.qsm_units, **e.paths())
+            s = load_subject(subject_id=e.subject, qsm_units=args.qsm_units,
+                             lesion_label=args.lesion_label, **e.paths())
         except InputError as err:
             failures.append((e.subject, err))
             print(_line([e.subject, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]), flush=True)

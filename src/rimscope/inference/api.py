@@ -57,10 +57,12 @@ def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> l
 
 
 def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str = "auto",
-                    subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None) -> list[dict]:
-    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts."""
+                    subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None,
+                    lesion_label: int | None = None) -> list[dict]:
+    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts.
+    `lesion_label` takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG)."""
     device = resolve_device(device)
     model = resolve_model(model, device)
     subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
-                           qsm_units=qsm_units)
+                           qsm_units=qsm_units, lesion_label=lesion_label)
     return rate_subject(subject, model, device, b0_dir)

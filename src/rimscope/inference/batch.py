@@ -30,11 +30,14 @@ class BatchOptions:
     qsm_units: str = "ppm"
     b0_dir: tuple | None = None  # B0 direction in world coordinates (None: scanner z)
     quiet: bool = False  # no progress bar
+    lesion_label: int | None = None  # lesion maps are label maps: this label is the lesion mask
 
     def stamped(self) -> dict:
         """The options a finished subject's stamp records (a change redoes the subject)."""
         d = asdict(self)
         d.pop("quiet")
+        if self.lesion_label is None:  # only when given, so stamps of earlier runs stay valid
+            d.pop("lesion_label")
         d["b0_dir"] = list(self.b0_dir) if self.b0_dir is not None else None
         return d
 
@@ -74,10 +77,11 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
             continue
         t0 = time.perf_counter()
         try:
-            subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units, **entry.paths())
+            subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units,
+                                   lesion_label=options.lesion_label, **entry.paths())
             rows = rate_subject(subject, model, device, options.b0_dir)
             discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
-            info = write_subject(subject, rows, out, options.report)
+            info = write_subject(subject, rows, out, options.report, model=model)
             dt = time.perf_counter() - t0
             write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})
         except InputError as exc:  # listed once at the end of the run

@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("-m", "--model", default=None, help="shipped model name or folder with card.json "
                    "(default: the shipped default model)")
-    p.add_argument("-d", "--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("-d", "--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--report", action="store_true", help="write a per-subject HTML report")
     p.add_argument("--shard", default=None, help="i/n: process every n-th subject from the i-th")
     p.add_argument("--qsm", help="single subject: QSM map (ppm)")
@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--brainmask", help="single subject: brain mask (optional)")
     p.add_argument("--subject", help="single subject: its id (default from the QSM file name)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
+    p.add_argument("--lesion-label", type=int, default=None, metavar="N",
+                   help="lesion maps are label maps: take label N as the lesion mask (e.g. 99 for "
+                        "SAMSEG's segmentation)")
     p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="B0 direction in world coordinates (default: scanner z)")
 
@@ -38,7 +41,8 @@ def run(args) -> int:
     record = predict_cohort(input=args.input, output=args.output, model=args.model, device=args.device,
                             report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
                             lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
-                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet)
+                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, lesion_label=args.lesion_label,
+                            quiet=args.quiet)
     if record["nothing_written"]:  # each error once, on one line; OUT left as it was
         for f in record["failures"]:
             print(f"rimscope: error: {' '.join(f['error'].split())}", file=sys.stderr)
@@ -55,7 +59,8 @@ def run(args) -> int:
 
 def predict_cohort(*, output, input=None, model=None, device: str = "auto", report: bool = False,
                    shard: str | None = None, qsm=None, flair=None, lesions=None, brainmask=None,
-                   subject: str | None = None, qsm_units: str = "ppm", b0_dir=None, quiet: bool = False) -> dict:
+                   subject: str | None = None, qsm_units: str = "ppm", b0_dir=None,
+                   lesion_label: int | None = None, quiet: bool = False) -> dict:
     """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
     BIDS) or of the single subject qsm/flair/lesions; writes OUT and returns the run record
     (with the rebuilt summary under "summary"; "nothing_written" when no subject succeeded, in
@@ -68,7 +73,7 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
     net, card = resolve_model_card(model, device)
     out = Path(output)
     options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
-                           quiet=quiet)
+                           lesion_label=lesion_label, quiet=quiet)
     existed = out.exists()
     record = run_batch(entries, out, net, device, options, card)
     if record["failures"] and not (record["done"] or record["skipped"]):

@@ -58,8 +58,10 @@ def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return lut_p[subject.lesions], lut_d[subject.lesions]
 
 
-def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False) -> dict:
-    """All files of one subject, atomically (the batch writes the stamp after them)."""
+def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False,
+                  model=None) -> dict:
+    """All files of one subject, atomically (the batch writes the stamp after them); `model` gives
+    the report its name and operating threshold."""
     d = subject_dir(out_dir, subject.id)
     d.mkdir(parents=True, exist_ok=True)
     pre = d / f"sub-{subject.id}"
@@ -73,7 +75,7 @@ def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: boo
     if report:
         from .report import write_report
 
-        write_report(subject, rows, f"{pre}_report.html")
+        write_report(subject, rows, f"{pre}_report.html", model=model)
         files.append(f"{pre.name}_report.html")
     return {"files": files}
 
