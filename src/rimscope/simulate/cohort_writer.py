@@ -75,8 +75,10 @@ def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
 
 
 def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: bool = True,
-                    quiet: bool = False, montage: bool | None = None, command: str | None = None) -> dict:
-    """Simulate (or finish) a cohort; returns the cohort truth dict also written to truth.json."""
+                    quiet: bool = False, montage: bool | None = None, command: str | None = None,
+                    preset: str | None = None) -> dict:
+    """Simulate (or finish) a cohort; returns the cohort truth dict also written to truth.json
+    (with the name of the simulate.presets preset the config came from, if any)."""
     from .subject import simulate_subject
 
     out = Path(out)
@@ -105,6 +107,8 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
     cohort = {"seed": int(seed), "n_subjects": n_subjects, "labelled": labelled,
               "command": command or " ".join(sys.argv), "config": cfg.to_dict(), "versions": versions(),
               "seconds_per_subject_this_run": timings, "subjects": subjects}
+    if preset is not None:
+        cohort["preset"] = preset
     write_json_atomic(out / "truth.json", cohort)
     if cfg.montage if montage is None else montage:
         from .montage import write_montage

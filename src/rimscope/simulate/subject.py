@@ -40,21 +40,30 @@ def _choice(rng, weights: dict) -> str:
 
 def segmentation_error(labels: np.ndarray, rng, cfg) -> tuple[np.ndarray, dict]:
     """What a user's segmentation tool would give: per lesion a one-voxel dilation or erosion,
-    and random flips of boundary voxels."""
+    and random flips of boundary voxels (`seg_voxels` sets how many voxels are dilated or eroded)."""
     out = labels.copy()
     noise = float(rng.uniform(*cfg.seg_boundary_noise))
     changes = {}
     for lid, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)
+        pad = max(2, cfg.seg_voxels[1] + 1)
+        sl = tuple(slice(max(s.start - pad, 0), s.stop + pad) for s in sl)
         m = labels[sl] == lid
         free = (labels[sl] == 0) | m
         u = rng.random()
-        if u < cfg.seg_p_dilate:
-            new, kind = ndimage.binary_dilation(m) & free, "dilate"
-        elif u < cfg.seg_p_dilate + cfg.seg_p_erode and m.sum() > 30:
-            new, kind = ndimage.binary_erosion(m), "erode"
+        dilate = u < cfg.seg_p_dilate
+        erode = not dilate and u < cfg.seg_p_dilate + cfg.seg_p_erode and m.sum() > 30
+        k = 1  # a second draw only when a range is asked for: default cohorts stay as they were
+        if (dilate or erode) and cfg.seg_voxels[0] != cfg.seg_voxels[1]:
+            k = int(rng.integers(cfg.seg_voxels[0], cfg.seg_voxels[1] + 1))
+        elif dilate or erode:
+            k = int(cfg.seg_voxels[0])
+        suffix = "" if k == 1 else str(k)
+        if dilate:
+            new, kind = ndimage.binary_dilation(m, iterations=k) & free, "dilate" + suffix
+        elif erode:
+            new, kind = ndimage.binary_erosion(m, iterations=k), "erode" + suffix
         else:
             new, kind = m.copy(), "none"
         if noise > 0:
