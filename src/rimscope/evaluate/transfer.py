@@ -119,7 +119,7 @@ def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = 
         log.warning("%s: %d truthed lesion(s) not found in the lesion maps", folder.name, missing)
     return {"subjects": [r[0] for r in rows], "lesion_ids": [r[1] for r in rows],
             "y": np.array([r[2] for r in rows], int), "scores": {k: np.array(v) for k, v in scores.items()},
-            "b0_dir": b0, "missing": missing}
+            "b0_dir": list(b0) if b0 else None, "missing": missing}
 
 
 def ece(y, p, n_bins: int = 10) -> float:
