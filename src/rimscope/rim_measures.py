@@ -12,10 +12,12 @@ canonical grid in millimetres, so voxel size and orientation do not change the d
 - **rim susceptibility** (ppb): mean QSM over the lesion's rim voxels minus the surround;
 - **rim volume** (mm³): number of rim voxels times the voxel volume;
 - **rim coverage** (fraction of the edge, the NAIMS "rim around >= 2/3 of the edge"): each rim
-  voxel covers the lesion edge voxel nearest to it (a radial projection); coverage is covered
-  edge voxels / edge voxels. A projection, unlike "edge voxels within d of a rim voxel", adds no
-  margin at the rim's borders, so a half-covered lesion reads 0.5, not 0.5 + perimeter·d/area;
-  edge voxels are lesion voxels with a face neighbour outside it, the simulator's definition;
+  voxel covers the lesion edge voxel nearest to it (a radial projection), the covered set is
+  closed on the edge surface by one coarsest voxel size (thin rims on thick slices are sparse);
+  coverage is covered edge voxels / edge voxels. Unlike "edge voxels within d of a rim voxel",
+  this adds no margin at the rim's ends, so a half-covered lesion reads 0.5, not 0.5 +
+  perimeter·d/area; edge voxels are lesion voxels with a face neighbour outside it, the
+  simulator's definition;
 - **rim thickness** (mm): rim volume / (coverage x area of the surface at the rim's mean depth
   below or above the edge), the area from the total variation of the smoothed indicator
   (edge_area_mm2); the mid-surface makes it exact for curved shells, inside or outside the edge;
@@ -100,27 +102,30 @@ def edge_voxels(lesion: np.ndarray) -> np.ndarray:
 
 
 def covered_edge(lesion: np.ndarray, rim: np.ndarray, zooms) -> tuple[np.ndarray, np.ndarray]:
-    """(edge, covered): each rim voxel marks the edge voxel nearest to it."""
+    """(edge, covered): each rim voxel marks the edge voxel nearest to it, then the marks are
+    closed on the edge surface (see close_on_edge)."""
     edge = edge_voxels(lesion)
     covered = np.zeros_like(edge)
     if rim.any() and edge.any():
         _, idx = ndimage.distance_transform_edt(~edge, sampling=zooms, return_indices=True)
         pts = idx[:, rim]
         covered[pts[0], pts[1], pts[2]] = True
-        covered = _majority(covered & edge, edge)
+        covered = close_on_edge(covered & edge, edge, zooms)
     return edge, covered & edge
 
 
-def _majority(covered: np.ndarray, edge: np.ndarray) -> np.ndarray:
-    """One pass of a majority filter on the edge surface: an edge voxel is covered when more than
-    half of its 26-neighbour edge voxels (itself included) are. It fills the projection's pinholes
-    (edge voxels at steps of the digital surface that no rim voxel is nearest to) and drops lone
-    specks, and it leaves a straight coverage border where it is, so it adds no bias."""
-    k = np.ones((3, 3, 3), np.float32)
-    n_edge = ndimage.convolve(edge.astype(np.float32), k, mode="constant")
-    n_cov = ndimage.convolve(covered.astype(np.float32), k, mode="constant")
-    frac = np.divide(n_cov, n_edge, out=np.zeros_like(n_cov), where=n_edge > 0)
-    return edge & np.where(np.abs(frac - 0.5) < 1e-6, covered, frac > 0.5)
+def close_on_edge(covered: np.ndarray, edge: np.ndarray, zooms, radius_mm: float | None = None) -> np.ndarray:
+    """Morphological closing of the covered edge voxels within the edge, by a ball of
+    `radius_mm` (default: the coarsest voxel size): gaps narrower than about twice that fill (a
+    thin rim on thick slices partial-volumes into a sparse band, whose projection is sparse),
+    and a coverage border comes back where it was (the erosion undoes the dilation), so the
+    closing adds no margin at the rim's ends."""
+    radius = float(np.max(zooms)) if radius_mm is None else float(radius_mm)
+    near = edge & (ndimage.distance_transform_edt(~covered, sampling=zooms) <= radius)
+    far = edge & ~near
+    if not far.any():
+        return edge.copy()
+    return edge & (ndimage.distance_transform_edt(~far, sampling=zooms) > radius)
 
 
 def edge_area_mm2(lesion: np.ndarray, zooms) -> float:
