@@ -167,3 +167,60 @@ def test_patch_probabilities_map_back_to_native_voxels():
     assert mask[labels == 2].all() and mask.dtype == bool
     with pytest.raises(ValueError):
         patch_probs_to_native(probs[:1], lesions, labels, affine, zooms, cfg)
+
+
+def test_rim_truth_is_recorded_without_changing_the_lesion_render():
+    """render_lesion with rim_out paints the same χ/FLAIR and draws the same random numbers (so a
+    seed's images are unchanged), and the truth sits where the rim's χ went."""
+    from rimscope.simulate.acquisition import ModelGrid
+    from rimscope.simulate.config import SimConfig
+    from rimscope.simulate.lesions_model import Placed, render_lesion
+
+    n = 40
+    grid = ModelGrid(np.zeros(3), 1.0, (n, n, n))
+    r = np.sqrt(((np.indices((n, n, n)) - 20) ** 2).sum(0))
+    p = Placed(None, tuple(slice(14, 27) for _ in range(3)), (r <= 5.0)[14:27, 14:27, 14:27])
+    runs = []
+    for rim_out in (None, np.zeros((n, n, n), np.float32)):
+        p.truth = dict(kind="rim", core_type="iso", core_ppm=0.0, coverage=0.5, rim_ppm=0.05,
+                       rim_thickness_mm=1.5, central_vein=False)
+        chi, fl = np.zeros((n, n, n), np.float32), np.ones((n, n, n), np.float32)
+        rng = np.random.default_rng(3)
+        render_lesion(p, grid, chi, fl, rng, SimConfig(), 0.5, rim_out=rim_out)
+        runs.append((chi, fl, rng.random(), rim_out))
+    (c0, f0, u0, _), (c1, f1, u1, rim) = runs
+    np.testing.assert_array_equal(c0, c1)
+    np.testing.assert_array_equal(f0, f1)
+    assert u0 == u1
+    truth = rim >= 0.5
+    assert truth.any() and rim.max() <= 1.0
+    assert c1[truth].mean() > 0.03 and np.abs(c1[(rim == 0) & (r > 7)]).max() == 0
+    les = r <= 5.0
+    edge = les & ~np.pad(les[1:-1, 1:-1, 1:-1] & les[2:, 1:-1, 1:-1] & les[:-2, 1:-1, 1:-1]
+                         & les[1:-1, 2:, 1:-1] & les[1:-1, :-2, 1:-1] & les[1:-1, 1:-1, 2:]
+                         & les[1:-1, 1:-1, :-2], 1)
+    assert abs(p.truth["coverage"] - 0.5) < 0.1  # realised coverage, recorded in the truth
+    assert abs(truth[edge].mean() - p.truth["coverage"]) < 0.15  # ...is what the truth mask shows
+
+
+@pytest.mark.slow
+def test_simulated_subject_carries_rim_truth_near_its_rim_lesions(tmp_path):
+    from rimscope.simulate.cohort_writer import rimtruth_path, write_subject
+    from rimscope.simulate.config import SimConfig
+    from rimscope.simulate.subject import simulate_subject
+
+    cfg = SimConfig(crop_mm=80, model_mm=1.0, voxel_mm=[0.9, 1.0], n_veins=[3, 6],
+                    n_medullary=[2, 4], lesions_median=10, p_subject_rim_free=0.0)
+    s = simulate_subject(cfg, 11, 1)
+    z = np.sqrt((s.qsm_affine[:3, :3] ** 2).sum(0))
+    res = measure_subject(s.qsm, s.lesions, s.rim.astype(bool), z)
+    with_rim = [t for t in s.truth["lesions"] if t["rim_ppm"] > 0]
+    assert with_rim
+    for t in s.truth["lesions"]:
+        has = res[t["lesion_id"]]["rim_volume_mm3"] is not None
+        assert has == (t["rim_ppm"] > 0) or t["kind"] == "vein_touch"
+    write_subject(tmp_path, "001", s, True)
+    import nibabel as nib
+    img = nib.load(tmp_path / rimtruth_path("001"))
+    np.testing.assert_array_equal(np.asarray(img.dataobj), s.rim)
+    np.testing.assert_allclose(img.affine, s.qsm_affine)
