@@ -30,6 +30,7 @@ class SimulatedSubject:
     lesions: np.ndarray  # int32 instance map on the QSM grid, ids 1..K
     brainmask: np.ndarray  # uint8 on the QSM grid
     truth: dict
+    local_field: np.ndarray | None = None  # ppm on the QSM grid: the dipole inversion's input, masked
 
 
 def _choice(rng, weights: dict) -> str:
@@ -205,4 +206,4 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     })
     truth = {"acquisition": acq_t, "lesions": truth_lesions}
     return SimulatedSubject(qsm.astype(np.float32), acq.affine, fl, facq.affine, final.astype(np.int32),
-                            mask.astype(np.uint8), truth)
+                            mask.astype(np.uint8), truth, (field * mask).astype(np.float32))
