@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from .errors import InputError
 from .grids import apply_ornt, boxes_overlap, resample_to
-from .io import Subject, finite_float, load_subject, read_image
+from .io import Subject, _guess_id, finite_float, load_subject, read_image
 
 log = logging.getLogger("rimscope")
 
@@ -67,12 +67,9 @@ class SignVerdict:
 
 def sidecar(path) -> dict:
     """The BIDS JSON sidecar beside an image (same name, .json), or {}; unreadable -> {} + log."""
-    if not isinstance(path, (str, Path)):
-        return {}
-    p = Path(path)
-    stem = p.name[:-7] if p.name.endswith(".nii.gz") else p.stem
-    side = p.with_name(stem + ".json")
-    if not side.exists():
+    p = Path(path) if isinstance(path, (str, Path)) else None
+    side = p and p.with_name((p.name[:-7] if p.name.endswith(".nii.gz") else p.stem) + ".json")
+    if side is None or not side.exists():
         return {}
     try:
         data = json.loads(side.read_text(encoding="utf-8"))
@@ -229,17 +226,12 @@ def detect_sign(field: np.ndarray, mask: np.ndarray, zooms, b0_axes=(0.0, 0.0, 1
     return SignVerdict(sign, round(score, 4), round(conf, 3))
 
 
-def b0_in_axes(affine: np.ndarray, b0_world=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """B0's direction in a grid's array axes (for the dipole kernel)."""
-    a = np.asarray(affine, float)[:3, :3]
-    return (a / np.sqrt((a ** 2).sum(0))).T @ (np.asarray(b0_world, float) / np.linalg.norm(b0_world))
-
-
 def apply_sign(subject: Subject, field: np.ndarray, phase_sign, name, b0_world=(0.0, 0.0, 1.0)):
     """(field in rimscope's sign, record, warnings) after the data's own verdict (module doc)."""
     if str(phase_sign) not in ("auto", "1", "+1", "-1"):
         raise InputError(f"--phase-sign {phase_sign!r} is not auto, +1 or -1", name)
-    v = detect_sign(field, subject.brainmask, subject.zooms, b0_in_axes(subject.affine, b0_world))
+    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)  # B0 in array axes
+    v = detect_sign(field, subject.brainmask, subject.zooms, axes)
     warnings = []
     if str(phase_sign) == "auto":
         used = -1 if v.sign == -1 else 1
@@ -281,7 +273,7 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
     rng, warnings = check_ppm(field, acq["units"], name)
     if qsm is None:
         stand_in = nib.Nifti1Image(field, img.affine, img.header)
-        subject = load_subject(stand_in, flair, lesions, brainmask, subject_id or _id(name))
+        subject = load_subject(stand_in, flair, lesions, brainmask, subject_id or _guess_id(name))
         subject.local_field, subject.qsm = subject.qsm, None
         subject.paths.pop("qsm", None)
         for key in ("qsm_robust_range", "qsm_units", "units_guess"):
@@ -309,8 +301,3 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
         log.warning("%s: %s", subject.id, w)
     subject.warnings += warnings
     return subject
-
-
-def _id(name: str) -> str:
-    base = Path(name).name.split("_")[0].split(".")[0]
-    return base.removeprefix("sub-") or "subject"
