@@ -149,6 +149,10 @@ def test_rad_given_as_ppm_is_refused_with_the_units_flag(head):
     rad = field * GAMMA_MHZ_T * B0_T * 2 * np.pi * TE_MS / 1000
     with pytest.raises(InputError, match="--phase-units rad"):
         _load(_save(rad, d / "rad_as_ppm.nii.gz"), files)
+    short_te = rad * 0.5 / np.ptp(np.percentile(rad[rad != 0], [0.5, 99.5]))  # range 0.5: warned
+    s = _load(_save(short_te, d / "short_te.nii.gz"), files)
+    assert any("large for a local field" in w for w in s.warnings)
+    assert not any("large for" in w for w in _load(_save(field, d / "ok.nii.gz"), files).warnings)
 
 
 def test_sidecar_gives_te_field_and_units_and_flags_override_it(head):

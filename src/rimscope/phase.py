@@ -50,6 +50,7 @@ log = logging.getLogger("rimscope")
 GAMMA_MHZ_T = 42.577  # γ/2π of 1H
 UNITS = ("ppm", "hz", "rad")
 PPM_REFUSE = 1.0  # robust (0.5-99.5 %) range of a local field in ppm is ~0.02-0.3; above: refused
+PPM_WARN = 0.3  # above: warned (a rad map at short TE or low field can look like ppm)
 PPM_TINY = 2e-3  # below: warned (a ppm map given as Hz or rad?)
 WRAP_JUMPS = 2e-3  # fraction of neighbour pairs with |Δ| > half the range that marks wrapping
 SIGN_DECIDE = 0.4  # confidence at which `auto` acts on the detected sign
@@ -172,6 +173,9 @@ def check_ppm(field: np.ndarray, units: str, name) -> tuple[float, list]:
                          f"(about 0.02-0.3 ppm); {hint}, and that the background field is "
                          "removed", name)
     warnings = []
+    if rng > PPM_WARN:
+        warnings.append(f"phase: robust range {rng:.3g} ppm is large for a local field; check "
+                        f"--phase-units ({units} used) and that the background field is removed")
     if rng < PPM_TINY:
         warnings.append(f"phase: robust range only {rng:.2g} ppm after conversion from {units}; "
                         "check --phase-units, --te-ms and --field-t")
