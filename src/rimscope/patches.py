@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .io import Subject
 from .lesions import Lesion, lesion_table
 
@@ -31,14 +32,17 @@ class PatchConfig:
     size: int = 32  # voxels per side
     spacing_mm: float = 1.0  # patch voxel size
     b0_dir: tuple = (0.0, 0.0, 1.0)  # world direction of B0; becomes the patch's last axis
+    source: str = "qsm"  # what channel 0 samples: "qsm" (ppm) or "phase" (local field, ppm)
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "spacing_mm": self.spacing_mm, "b0_dir": list(self.b0_dir)}
+        d = {"size": self.size, "spacing_mm": self.spacing_mm, "b0_dir": list(self.b0_dir)}
+        return d if self.source == "qsm" else {**d, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PatchConfig":
         return cls(size=int(d["size"]), spacing_mm=float(d["spacing_mm"]),
-                   b0_dir=tuple(float(x) for x in d.get("b0_dir", (0, 0, 1))))
+                   b0_dir=tuple(float(x) for x in d.get("b0_dir", (0, 0, 1))),
+                   source=str(d.get("source", "qsm")))
 
 
 @dataclass
@@ -181,14 +185,17 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
     """
     m, t = patch_transform(lesion.centroid_mm, subject.affine, config)
     s = config.size
-    shape = subject.qsm.shape
+    shape = subject.lesions.shape
     flags = list(lesion.flags)
     corners = np.array(np.meshgrid(*[[0, s - 1]] * 3, indexing="ij")).reshape(3, -1)
     cvox = m @ corners + t[:, None]
     if np.any(cvox < -0.5) or np.any(cvox > np.asarray(shape)[:, None] - 0.5):
         flags.append("padded")
-    volumes = (subject.qsm, subject.flair,
+    volumes = (subject.local_field if config.source == "phase" else subject.qsm, subject.flair,
                lambda win: (subject.lesions[win] == lesion.id).astype(np.float32))
+    if volumes[0] is None:
+        raise InputError(f"subject {subject.id} has no {config.source} image, which this model "
+                         "reads; give it, or use a model for the input the subject has")
     cvals = (0.0, float(subject.info.get("flair_background", 0.0)), 0.0)
     off_diag = np.abs(m - np.diag(np.diag(m))).max()
     sampler = _sample_separable if off_diag < 1e-9 else _sample_general
@@ -290,22 +297,36 @@ class PatchCache:
 
 
 def subject_patches(entry, config: PatchConfig | None = None, cache: PatchCache | None = None,
-                    qsm_units: str = "ppm", quiet: bool = True) -> PatchSet:
-    """Patches of a cohort entry (see rimscope.cohort.SubjectEntry), through the cache if given."""
+                    qsm_units: str = "ppm", quiet: bool = True, phase_options: dict | None = None) -> PatchSet:
+    """Patches of a cohort entry (see rimscope.cohort.SubjectEntry), through the cache if given.
+    A phase model (config.source "phase") reads entry.phase with rimscope.phase's options."""
     from .io import load_subject
 
     config = config or PatchConfig()
     paths = entry.paths()
+    if config.source == "phase":
+        paths = {**{k: v for k, v in paths.items() if v is not None},
+                 "phase": getattr(entry, "phase", None)}
+        if paths["phase"] is None:
+            raise InputError(f"subject {entry.subject} has no phase image, which this model reads; "
+                             "add a phase column to the manifest")
     key = None
     if cache is not None:
         try:
-            key = cache.key(paths, config, {"qsm_units": qsm_units, "subject": entry.subject})
+            key = cache.key(paths, config, {"qsm_units": qsm_units, "subject": entry.subject,
+                                            **({"phase": phase_options} if phase_options else {})})
         except OSError:  # a missing file: load_subject below says which, in one line
             key = None
         hit = cache.get(key, config) if key else None
         if hit is not None:
             return hit
-    subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **paths)
+    if config.source == "phase":
+        from .phase import load_phase_subject
+
+        subject = load_phase_subject(subject_id=entry.subject, qsm_units=qsm_units,
+                                     **(phase_options or {}), **paths)
+    else:
+        subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **paths)
     ps = extract_patches(subject, config, quiet=quiet)
     if key is not None:
         cache.put(key, ps)

@@ -23,6 +23,11 @@ from .config import SimConfig
 log = logging.getLogger("rimscope")
 
 
+LOCALFIELD_SIDECAR = {"Units": "ppm", "Description": "local (tissue) field in ppm of B0, "
+                      "rimscope's sign (paramagnetic sources positive on their B0 axis), the "
+                      "dipole inversion's input: residual background and noise included, masked"}
+
+
 def subject_id(i: int) -> str:
     return f"{i + 1:03d}"
 
@@ -31,6 +36,7 @@ def _paths(sid: str) -> dict:
     a = f"sub-{sid}/anat/sub-{sid}"
     return {"qsm": f"{a}_Chimap.nii.gz", "flair": f"{a}_FLAIR.nii.gz",
             "lesions": f"{a}_desc-lesions_dseg.nii.gz", "brainmask": f"{a}_desc-brain_mask.nii.gz",
+            "phase": f"{a}_desc-localfield_phase.nii.gz",  # local field, ppm (rimscope.phase)
             "truth": f"sub-{sid}/sub-{sid}_truth.json"}
 
 
@@ -73,6 +79,9 @@ def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
     save_atomic(_image(sim.brainmask.astype(np.uint8), sim.qsm_affine), out / p["brainmask"])
     if getattr(sim, "rim", None) is not None:
         save_atomic(_image(sim.rim.astype(np.uint8), sim.qsm_affine), out / rimtruth_path(sid))
+    if sim.local_field is not None:  # the field the QSM was inverted from, masked; sidecar: units
+        save_atomic(_image(sim.local_field, sim.qsm_affine), out / p["phase"])
+        write_json_atomic(out / p["phase"].replace(".nii.gz", ".json"), LOCALFIELD_SIDECAR)
     truth = dict(sim.truth)
     if not labelled:
         for t in truth["lesions"]:
@@ -106,7 +115,7 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
         timings[sid] = round(time.perf_counter() - t0, 2)
         log.debug("sub-%s: %d lesions in %.1f s", sid, len(sim.truth["lesions"]), timings[sid])
     rows = [{"subject": sid, **{k: v for k, v in _paths(sid).items() if k != "truth"}} for sid in subjects]
-    write_tsv_atomic(out / "manifest.tsv", rows, ["subject", "qsm", "flair", "lesions", "brainmask"])
+    write_tsv_atomic(out / "manifest.tsv", rows, ["subject", "qsm", "flair", "lesions", "brainmask", "phase"])
     if labelled:
         lab = [{"subject": sid, "lesion_id": t["lesion_id"], "rim": t["rim"]}
                for sid, s in subjects.items() for t in s["lesions"]]

@@ -32,6 +32,7 @@ class SimulatedSubject:
     brainmask: np.ndarray  # uint8 on the QSM grid
     truth: dict
     rim: np.ndarray | None = None  # uint8 on the QSM grid: rim voxel truth (RIM_TRUTH_FRACTION)
+    local_field: np.ndarray | None = None  # ppm on the QSM grid: the dipole inversion's input, masked
 
 
 def _choice(rng, weights: dict) -> str:
@@ -221,4 +222,5 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     })
     truth = {"acquisition": acq_t, "lesions": truth_lesions}
     return SimulatedSubject(qsm.astype(np.float32), acq.affine, fl, facq.affine, final.astype(np.int32),
-                            mask.astype(np.uint8), truth, (rim_a & mask).astype(np.uint8))
+                            mask.astype(np.uint8), truth, rim=(rim_a & mask).astype(np.uint8),
+                            local_field=(field * mask).astype(np.float32))
