@@ -22,10 +22,11 @@ STAGES = [
     {"grids"},  # voxel grids, orientation, resampling
     {"lesions", "lesion_maps"},  # label images as arrays: components, geometry, rim regions (io numbers
     # masks with it); which label maps are one id per lesion (io reads lesion maps with it)
-    {"io"},  # load, validate, canonicalise, write back
-    {"cohort"},  # where the inputs are: manifests, BIDS, single subjects, labels, fingerprints
+    {"io", "rim_measures"},  # load, validate, canonicalise, write back; rim quantities per lesion
+    {"cohort", "phase"},  # where the inputs are: manifests, BIDS, single subjects, labels,
+    # fingerprints; the local field from a phase image (a Subject through io)
     {"patches"},  # lesion-centred patches, the patch cache
-    {"simulate"},  # simulated cohorts and their truth
+    {"simulate", "rim_segment"},  # simulated cohorts and their truth; rim voxels back from patches
     {"models"},  # networks, baselines, registry, cards
     {"train"},  # fine-tuning, pre-training
     {"evaluate", "inference"},  # cross-validation and statistics; prediction

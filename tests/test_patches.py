@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import centred_affine, phantom_on_grid, tiny_subject, to_orientation, write_nii
 
-import rimscope.patches as P
+import rimscope.patches.sampling as P
 from rimscope.cohort import SubjectEntry
 from rimscope.io import load_subject
 from rimscope.patches import CHANNELS, PatchCache, PatchConfig, extract_patches, subject_patches

@@ -98,3 +98,27 @@ def test_check_prints_difficulty(cohort, capsys):
     assert m["lesions"] == n and m["subjects"] == 2
     assert 0 <= m["label"]["prevalence"] <= 1
     assert -1 <= m["expected_inter_rater_kappa"] <= 1
+
+
+def test_cohort_writes_the_local_field_in_the_phase_contract(cohort):
+    """The local field the QSM was inverted from: ppm, sidecar Units, manifest column `phase`."""
+    import csv
+
+    import nibabel as nib
+
+    from rimscope.phase import load_phase_subject
+    from rimscope.simulate.physics import forward_field
+
+    out, _ = cohort
+    row = next(csv.DictReader((out / "manifest.tsv").open(), delimiter="\t"))
+    assert row["phase"] == "sub-001/anat/sub-001_desc-localfield_phase.nii.gz"
+    assert json.loads((out / row["phase"].replace(".nii.gz", ".json")).read_text())["Units"] == "ppm"
+    field, qsm, mask = (np.asarray(nib.load(str(out / row[k])).dataobj) for k in ("phase", "qsm", "brainmask"))
+    mask = mask > 0
+    assert not field[~mask].any() and np.count_nonzero(field[mask]) > 0.99 * mask.sum()
+    acq = json.loads((out / "truth.json").read_text())["subjects"]["001"]["acquisition"]
+    pred = forward_field(qsm, acq["voxel_mm"], acq["b0_in_array_axes"])  # QSM inverts this field
+    assert np.corrcoef(pred[mask], field[mask])[0, 1] > 0.5
+    s = load_phase_subject(out / row["phase"], out / row["flair"], out / row["lesions"],
+                           out / row["brainmask"], qsm=out / row["qsm"], subject_id="001")
+    assert s.info["phase"]["units"] == "ppm" and s.info["phase"]["sign_used"] == 1

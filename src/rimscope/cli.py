@@ -23,6 +23,7 @@ COMMANDS = {
     "predict": ("rimscope.inference.cli", "rate every lesion of new subjects"),
     "evaluate": ("rimscope.evaluate.cli", "patient-grouped cross-validation of models"),
     "benchmark": ("rimscope.evaluate.benchmark", "the reproducible headline benchmark"),
+    "transfer": ("rimscope.evaluate.transfer_bench", "domain-shift bench: models on shifted simulated cohorts, against the truth"),
     "review": ("rimscope.review.cli", "rate lesions in the browser, export labels"),
     "models": ("rimscope.models.cli", "list the available models"),
     "bench": ("rimscope.bench", "speed and memory benchmarks (io, simulate, models, predict)"),

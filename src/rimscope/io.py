@@ -36,7 +36,7 @@ class Subject:
     """One subject in closest-canonical RAS, with what is needed to write back on the input grid."""
 
     id: str
-    qsm: np.ndarray  # float32, ppm
+    qsm: np.ndarray | None  # float32, ppm; None for a phase-only subject (rimscope.phase)
     flair: np.ndarray  # float32, normalised: brain median 0, robust range 1
     lesions: np.ndarray  # int32 instance ids, 0 = background
     brainmask: np.ndarray  # bool
@@ -47,6 +47,7 @@ class Subject:
     paths: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    local_field: np.ndarray | None = None  # float32 ppm, from a phase image (rimscope.phase)
 
     @property
     def zooms(self) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 STRUCT26 = np.ones((3, 3, 3), dtype=bool)
+STRUCT6 = ndimage.generate_binary_structure(3, 1)  # face neighbours: edges and rims (rim_measures)
 TINY_MM3 = 50.0  # FRODO drops lesions under 110 voxels (~40-50 mm3); rimscope keeps and flags them
 
 

@@ -137,9 +137,12 @@ def _patch(d) -> PatchConfig:
     b0 = [_number(v, "patch.b0_dir", -1e6, 1e6) for v in b0]
     if not any(b0):
         raise ValueError("patch.b0_dir must not be zero")
+    source = d.get("source", "qsm")
+    if source not in ("qsm", "phase"):
+        raise ValueError(f"patch.source must be qsm or phase, got {source!r}")
     return PatchConfig(size=_number(d.get("size"), "patch.size", 4, 256, integer=True),
                        spacing_mm=_number(d.get("spacing_mm"), "patch.spacing_mm", 0.05, 10),
-                       b0_dir=tuple(b0))
+                       b0_dir=tuple(b0), source=source)
 
 
 def _weights(folder: Path, ref) -> Path:

@@ -69,10 +69,10 @@ class Acquisition:
         return U.T @ np.array([0.0, 0.0, 1.0])
 
 
-def random_rotation(rng: np.random.Generator, max_deg: float) -> tuple[np.ndarray, float]:
+def random_rotation(rng: np.random.Generator, max_deg: float, min_deg: float = 0.0) -> tuple[np.ndarray, float]:
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
-    ang = float(rng.uniform(0, max_deg))
+    ang = float(rng.uniform(min_deg, max_deg))
     return Rotation.from_rotvec(np.deg2rad(ang) * axis).as_matrix(), ang
 
 
@@ -119,7 +119,7 @@ def random_acquisition(rng, cfg, head, box_min, box_max, voxel=None, slice_mm=No
             if rng.random() < cfg.p_anisotropic else v
     orient = str(rng.choice(cfg.orientations))
     if rng.random() < cfg.p_oblique:
-        R, ang = random_rotation(rng, cfg.oblique_deg[1])
+        R, ang = random_rotation(rng, cfg.oblique_deg[1], cfg.oblique_deg[0])
     else:
         R, ang = np.eye(3), 0.0
     # the slice axis is the array axis closest to world S/I

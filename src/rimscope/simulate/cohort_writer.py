@@ -19,9 +19,14 @@ from ..errors import InputError
 from ..io import save_atomic
 from ..runtime import progress, versions, write_json_atomic, write_tsv_atomic
 from .config import SimConfig
-from .layout import subject_id, subject_paths
+from .layout import rimtruth_path, subject_id, subject_paths
 
 log = logging.getLogger("rimscope")
+
+
+LOCALFIELD_SIDECAR = {"Units": "ppm", "Description": "local (tissue) field in ppm of B0, "
+                      "rimscope's sign (paramagnetic sources positive on their B0 axis), the "
+                      "dipole inversion's input: residual background and noise included, masked"}
 
 
 def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -56,6 +61,11 @@ def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
     save_atomic(_image(sim.flair, sim.flair_affine), out / p["flair"])
     save_atomic(_image(sim.lesions.astype(np.int16), sim.qsm_affine), out / p["lesions"])
     save_atomic(_image(sim.brainmask.astype(np.uint8), sim.qsm_affine), out / p["brainmask"])
+    if getattr(sim, "rim", None) is not None:
+        save_atomic(_image(sim.rim.astype(np.uint8), sim.qsm_affine), out / rimtruth_path(sid))
+    if sim.local_field is not None:  # the field the QSM was inverted from, masked; sidecar: units
+        save_atomic(_image(sim.local_field, sim.qsm_affine), out / p["phase"])
+        write_json_atomic(out / p["phase"].replace(".nii.gz", ".json"), LOCALFIELD_SIDECAR)
     truth = dict(sim.truth)
     if not labelled:
         for t in truth["lesions"]:
@@ -65,8 +75,10 @@ def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
 
 
 def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: bool = True,
-                    quiet: bool = False, montage: bool | None = None, command: str | None = None) -> dict:
-    """Simulate (or finish) a cohort; returns the cohort truth dict also written to truth.json."""
+                    quiet: bool = False, montage: bool | None = None, command: str | None = None,
+                    preset: str | None = None) -> dict:
+    """Simulate (or finish) a cohort; returns the cohort truth dict also written to truth.json
+    (with the name of the simulate.presets preset the config came from, if any)."""
     from .subject import simulate_subject
 
     out = Path(out)
@@ -86,8 +98,9 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
         subjects[sid] = write_subject(out, sid, sim, labelled)
         timings[sid] = round(time.perf_counter() - t0, 2)
         log.debug("sub-%s: %d lesions in %.1f s", sid, len(sim.truth["lesions"]), timings[sid])
-    rows = [{"subject": sid, **{k: v for k, v in subject_paths(sid).items() if k != "truth"}} for sid in subjects]
-    write_tsv_atomic(out / "manifest.tsv", rows, ["subject", "qsm", "flair", "lesions", "brainmask"])
+    rows = [{"subject": sid, **{k: v for k, v in subject_paths(sid).items() if k != "truth"}}
+            for sid in subjects]
+    write_tsv_atomic(out / "manifest.tsv", rows, ["subject", "qsm", "flair", "lesions", "brainmask", "phase"])
     if labelled:
         lab = [{"subject": sid, "lesion_id": t["lesion_id"], "rim": t["rim"]}
                for sid, s in subjects.items() for t in s["lesions"]]
@@ -95,6 +108,8 @@ def simulate_cohort(out, n_subjects: int, seed: int, cfg: SimConfig, labelled: b
     cohort = {"seed": int(seed), "n_subjects": n_subjects, "labelled": labelled,
               "command": command or " ".join(sys.argv), "config": cfg.to_dict(), "versions": versions(),
               "seconds_per_subject_this_run": timings, "subjects": subjects}
+    if preset is not None:
+        cohort["preset"] = preset
     write_json_atomic(out / "truth.json", cohort)
     if cfg.montage if montage is None else montage:
         from .montage import write_montage

@@ -50,6 +50,9 @@ class SimConfig:
     coverage_partial: list = field(default_factory=lambda: [0.15, 0.667])
     rim_chi: list = field(default_factory=lambda: [0.02, 0.08])  # ppm above the lesion core
     rim_thickness_mm: list = field(default_factory=lambda: [0.8, 1.6])
+    # [] : the band straddles the edge, mostly inside; [lo, hi]: band centred lo..hi mm from the
+    # mask edge (negative inside, positive outside), drawn per rim
+    rim_offset_mm: list = field(default_factory=list)
     core_kinds: dict = field(default_factory=lambda: {"hypo": 0.3, "iso": 0.5, "hyper": 0.2})
     core_hypo: list = field(default_factory=lambda: [-0.025, -0.005])  # relative to WM
     core_iso: list = field(default_factory=lambda: [-0.005, 0.008])
@@ -85,6 +88,7 @@ class SimConfig:
     # ------------------------------------------------------------ segmentation error
     seg_p_dilate: float = 0.2
     seg_p_erode: float = 0.15
+    seg_voxels: list = field(default_factory=lambda: [1, 1])  # voxels dilated / eroded, per lesion
     seg_boundary_noise: list = field(default_factory=lambda: [0.0, 0.15])
     # ------------------------------------------------------------ output
     montage: bool = True
@@ -114,6 +118,10 @@ class SimConfig:
             if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
                 if v[0] > v[1]:
                     raise InputError(f"config range {f.name} = {v} has low > high", path)
+        if len(self.rim_offset_mm) not in (0, 2):
+            raise InputError(f"rim_offset_mm {self.rim_offset_mm} must be [] or [low, high] in mm", path)
+        if self.seg_voxels[0] < 1:
+            raise InputError(f"seg_voxels {self.seg_voxels} must be at least 1 voxel", path)
         if not 0.3 <= self.model_mm <= 1.0:
             raise InputError(f"model_mm {self.model_mm} must be within 0.3..1.0", path)
 

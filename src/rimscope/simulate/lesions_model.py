@@ -117,6 +117,8 @@ def assign_kinds(rng, cfg, placed: list[Placed], h: float) -> bool:
             t["coverage"] = float(rng.uniform(*(cfg.coverage_pos if kind == "rim" else cfg.coverage_partial)))
             t["rim_ppm"] = float(rng.uniform(*cfg.rim_chi))
             t["rim_thickness_mm"] = float(rng.uniform(*cfg.rim_thickness_mm))
+            if cfg.rim_offset_mm:  # drawn only when asked: default cohorts stay as they were
+                t["rim_offset_mm"] = float(rng.uniform(*cfg.rim_offset_mm))
         if kind == "hyper_norim":
             t["core_type"] = "hyper"
             t["core_ppm"] = float(rng.uniform(*cfg.hyper_norim_chi))
@@ -142,8 +144,10 @@ def rater_probability(t: dict, cfg) -> float:
 
 
 def render_lesion(p: Placed, grid: ModelGrid, chi: np.ndarray, flair: np.ndarray, rng, cfg,
-                  flair_contrast: float) -> list[Vein]:
-    """Paint one lesion's core, rim and FLAIR signal; return the veins it asks for."""
+                  flair_contrast: float, rim_out: np.ndarray | None = None) -> list[Vein]:
+    """Paint one lesion's core, rim and FLAIR signal; return the veins it asks for. `rim_out`
+    (model grid, float), if given, receives the rim's weight (0-1, before texture): the voxel
+    truth of where the rim is. It draws nothing from `rng`, so the images do not change."""
     t = p.truth
     h = grid.h
     pad = int(np.ceil(3.0 / h))
@@ -174,8 +178,14 @@ def render_lesion(p: Placed, grid: ModelGrid, chi: np.ndarray, flair: np.ndarray
         cap = _sigmoid((score - thr) / 0.05) if np.isfinite(thr) else np.ones_like(score)
         th = t["rim_thickness_mm"]
         # the band straddles the FLAIR edge, mostly inside (iron-laden microglia at the border)
-        band = _sigmoid((s + 0.65 * th) / 0.2) * _sigmoid((0.35 * th - s) / 0.2)
+        lo, hi = -0.65 * th, 0.35 * th
+        if "rim_offset_mm" in t:  # a band of the same thickness centred at the drawn offset
+            lo, hi = t["rim_offset_mm"] - 0.5 * th, t["rim_offset_mm"] + 0.5 * th
+        band = _sigmoid((s - lo) / 0.2) * _sigmoid((hi - s) / 0.2)
         chi_w += (np.float32(t["rim_ppm"]) * band * cap * (1 + 0.2 * tex)).astype(np.float32)
+        if rim_out is not None:
+            rim_w = rim_out[win]
+            np.maximum(rim_w, (band * cap).astype(np.float32), out=rim_w)
     veins = []
     c_mm = grid.to_mm(centre + np.array([w.start for w in win]))
     radius = (3 * les.sum() * h ** 3 / (4 * np.pi)) ** (1 / 3)

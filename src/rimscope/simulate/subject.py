@@ -19,6 +19,7 @@ from .lesions_model import assign_kinds, rater_probability, render_lesion, selec
 from .veins import random_veins, render_veins
 
 log = logging.getLogger("rimscope")
+RIM_TRUTH_FRACTION = 1 / 3
 
 
 @dataclass
@@ -30,6 +31,8 @@ class SimulatedSubject:
     lesions: np.ndarray  # int32 instance map on the QSM grid, ids 1..K
     brainmask: np.ndarray  # uint8 on the QSM grid
     truth: dict
+    rim: np.ndarray | None = None  # uint8 on the QSM grid: rim voxel truth (RIM_TRUTH_FRACTION)
+    local_field: np.ndarray | None = None  # ppm on the QSM grid: the dipole inversion's input, masked
 
 
 def _choice(rng, weights: dict) -> str:
@@ -40,21 +43,30 @@ def _choice(rng, weights: dict) -> str:
 
 def segmentation_error(labels: np.ndarray, rng, cfg) -> tuple[np.ndarray, dict]:
     """What a user's segmentation tool would give: per lesion a one-voxel dilation or erosion,
-    and random flips of boundary voxels."""
+    and random flips of boundary voxels (`seg_voxels` sets how many voxels are dilated or eroded)."""
     out = labels.copy()
     noise = float(rng.uniform(*cfg.seg_boundary_noise))
     changes = {}
     for lid, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)
+        pad = max(2, cfg.seg_voxels[1] + 1)
+        sl = tuple(slice(max(s.start - pad, 0), s.stop + pad) for s in sl)
         m = labels[sl] == lid
         free = (labels[sl] == 0) | m
         u = rng.random()
-        if u < cfg.seg_p_dilate:
-            new, kind = ndimage.binary_dilation(m) & free, "dilate"
-        elif u < cfg.seg_p_dilate + cfg.seg_p_erode and m.sum() > 30:
-            new, kind = ndimage.binary_erosion(m), "erode"
+        dilate = u < cfg.seg_p_dilate
+        erode = not dilate and u < cfg.seg_p_dilate + cfg.seg_p_erode and m.sum() > 30
+        k = 1  # a second draw only when a range is asked for: default cohorts stay as they were
+        if (dilate or erode) and cfg.seg_voxels[0] != cfg.seg_voxels[1]:
+            k = int(rng.integers(cfg.seg_voxels[0], cfg.seg_voxels[1] + 1))
+        elif dilate or erode:
+            k = int(cfg.seg_voxels[0])
+        suffix = "" if k == 1 else str(k)
+        if dilate:
+            new, kind = ndimage.binary_dilation(m, iterations=k) & free, "dilate" + suffix
+        elif erode:
+            new, kind = ndimage.binary_erosion(m, iterations=k), "erode" + suffix
         else:
             new, kind = m.copy(), "none"
         if noise > 0:
@@ -97,9 +109,10 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     assign_kinds(rng, cfg, placed, h)
     contrast = float(rng.uniform(*cfg.flair_lesion_contrast))
     veins = []
+    rim_m = np.zeros(shape, np.float32)
     for p in placed:
         p.truth["flair_scale"] = float(rng.uniform(0.7, 1.3))
-        veins += render_lesion(p, grid, chi, flair, rng, cfg, contrast)
+        veins += render_lesion(p, grid, chi, flair, rng, cfg, contrast, rim_out=rim_m)
     p_wm1 = b.p_wm
 
     def p_wm_at(mm):
@@ -120,6 +133,10 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     acq = random_acquisition(rng, cfg, head, box_min, box_max)
     chi_a = sample(chi, grid, acq, order=1, prefilter_mm=acq.zooms)
     brain_a = sample(brain_f, grid, acq, order=1) >= 0.5
+    # rim voxel truth: a voxel holds at least a third of rim by partial volume, so a 0.8 mm rim
+    # straddling two 1 mm voxels still marks both (at >= 0.5 it would vanish there)
+    rim_a = sample(rim_m, grid, acq, order=1, prefilter_mm=acq.zooms) >= RIM_TRUTH_FRACTION
+    del rim_m
     b0 = acq.b0_in_axes()
     if keep is not None:
         keep["chi"] = chi_a
@@ -205,4 +222,5 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     })
     truth = {"acquisition": acq_t, "lesions": truth_lesions}
     return SimulatedSubject(qsm.astype(np.float32), acq.affine, fl, facq.affine, final.astype(np.int32),
-                            mask.astype(np.uint8), truth)
+                            mask.astype(np.uint8), truth, rim=(rim_a & mask).astype(np.uint8),
+                            local_field=(field * mask).astype(np.float32))

@@ -1,7 +1,5 @@
-"""Lesion-centred patches sampled in millimetres along world axes: the one path from images to
-network inputs, shared by training, evaluation and prediction. Holds the patch geometry
-(`PatchConfig`), the sampler (`sample_patch`, `extract_patches`, channels `CHANNELS`), the
-per-subject cache (`PatchCache`) and the path from a cohort entry to patches (`subject_patches`).
+"""The patch geometry (`PatchConfig`, `patch_transform`) and the sampler (`sample_patch`,
+`extract_patches`, channels `CHANNELS`): lesion-centred patches in millimetres along world axes.
 
 Sampling in world space (not voxel space) makes a lesion's patch the same whatever the input's
 orientation, obliquity or voxel size, and puts B0 on the patch's last axis, so the only
@@ -9,23 +7,20 @@ physics-respecting augmentations (rotations about B0, flips) are simple array op
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .cohort import fingerprint
-from .io import Subject
-from .lesions import Lesion, lesion_table
+from ..errors import InputError
+from ..io import Subject
+from ..lesions import Lesion, lesion_table
 
 log = logging.getLogger("rimscope")
 
 CHANNELS = ("qsm", "flair", "mask", "sdist")
 SDIST_CLIP_MM = 6.0
-CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -33,14 +28,17 @@ class PatchConfig:
     size: int = 32  # voxels per side
     spacing_mm: float = 1.0  # patch voxel size
     b0_dir: tuple = (0.0, 0.0, 1.0)  # world direction of B0; becomes the patch's last axis
+    source: str = "qsm"  # what channel 0 samples: "qsm" (ppm) or "phase" (local field, ppm)
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "spacing_mm": self.spacing_mm, "b0_dir": list(self.b0_dir)}
+        d = {"size": self.size, "spacing_mm": self.spacing_mm, "b0_dir": list(self.b0_dir)}
+        return d if self.source == "qsm" else {**d, "source": self.source}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PatchConfig":
         return cls(size=int(d["size"]), spacing_mm=float(d["spacing_mm"]),
-                   b0_dir=tuple(float(x) for x in d.get("b0_dir", (0, 0, 1))))
+                   b0_dir=tuple(float(x) for x in d.get("b0_dir", (0, 0, 1))),
+                   source=str(d.get("source", "qsm")))
 
 
 @dataclass
@@ -174,14 +172,17 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
     """
     m, t = patch_transform(lesion.centroid_mm, subject.affine, config)
     s = config.size
-    shape = subject.qsm.shape
+    shape = subject.lesions.shape
     flags = list(lesion.flags)
     corners = np.array(np.meshgrid(*[[0, s - 1]] * 3, indexing="ij")).reshape(3, -1)
     cvox = m @ corners + t[:, None]
     if np.any(cvox < -0.5) or np.any(cvox > np.asarray(shape)[:, None] - 0.5):
         flags.append("padded")
-    volumes = (subject.qsm, subject.flair,
+    volumes = (subject.local_field if config.source == "phase" else subject.qsm, subject.flair,
                lambda win: (subject.lesions[win] == lesion.id).astype(np.float32))
+    if volumes[0] is None:
+        raise InputError(f"subject {subject.id} has no {config.source} image, which this model "
+                         "reads; give it, or use a model for the input the subject has")
     cvals = (0.0, float(subject.info.get("flair_background", 0.0)), 0.0)
     off_diag = np.abs(m - np.diag(np.diag(m))).max()
     sampler = _sample_separable if off_diag < 1e-9 else _sample_general
@@ -200,7 +201,7 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
 def extract_patches(subject: Subject, config: PatchConfig | None = None, lesion_ids=None,
                     quiet: bool = True) -> PatchSet:
     """Patches of every lesion (or of `lesion_ids`) of a loaded subject."""
-    from .runtime import progress
+    from ..runtime import progress
 
     config = config or PatchConfig()
     table = lesion_table(subject.lesions, subject.affine)
@@ -215,87 +216,3 @@ def extract_patches(subject: Subject, config: PatchConfig | None = None, lesion_
         flags.append(f)
     return PatchSet(subject=subject.id, ids=np.array([les.id for les in table], dtype=np.int64), x=x,
                     flags=flags, lesions=table)
-
-
-# ---------------------------------------------------------------- per-subject cache
-
-class PatchCache:
-    """npz per subject, keyed by the input files (path, size, mtime), the config and the version.
-
-    Training revisits the same subjects every fold and epoch; loading NIfTIs each time would
-    dominate the run. Patches are stored as float32, so a cache hit returns exactly what a fresh
-    extraction returns; an unreadable or inconsistent entry is rebuilt, never trusted.
-    """
-
-    def __init__(self, root):
-        self.root = Path(root)
-
-    def key(self, paths: dict, config: PatchConfig, extra: dict | None = None) -> str:
-        return fingerprint(paths, v=CACHE_VERSION, config=config.to_dict(), extra=extra or {})[:24]
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.npz"
-
-    def get(self, key: str, config: PatchConfig | None = None) -> PatchSet | None:
-        f = self.path(key)
-        if not f.exists():
-            return None
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                ids, x = z["ids"], z["x"]
-            lesions = [Lesion(id=d["id"], n_voxels=d["n_voxels"], volume_mm3=d["volume_mm3"],
-                              centroid_vox=np.array(d["centroid_vox"]),
-                              centroid_mm=np.array(d["centroid_mm"]),
-                              bbox=tuple(slice(a, b) for a, b in d["bbox"]), flags=d["flags"])
-                       for d in meta["lesions"]]
-            n = len(ids)
-            ok = (x.dtype == np.float32 and x.ndim == 5 and x.shape[:2] == (n, len(CHANNELS))
-                  and len(meta["flags"]) == n and len(lesions) == n
-                  and (config is None or x.shape[2:] == (config.size,) * 3))
-            if not ok:
-                raise ValueError("inconsistent cache entry")
-            return PatchSet(subject=meta["subject"], ids=ids, x=x, flags=meta["flags"],
-                            lesions=lesions)
-        except Exception as exc:  # a corrupt cache entry is rebuilt, never trusted
-            log.warning("patch cache entry %s unreadable (%s); rebuilding it", f,
-                        str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__)
-            return None
-
-    def put(self, key: str, ps: PatchSet) -> None:
-        """Store atomically; a cache that cannot be written only costs speed, so it warns."""
-        from .runtime import atomic_path
-
-        meta = {"subject": ps.subject, "flags": ps.flags, "lesions": [
-            {"id": les.id, "n_voxels": les.n_voxels, "volume_mm3": les.volume_mm3,
-             "centroid_vox": les.centroid_vox.tolist(), "centroid_mm": les.centroid_mm.tolist(),
-             "bbox": [[s.start, s.stop] for s in les.bbox], "flags": les.flags} for les in ps.lesions]}
-        try:
-            with atomic_path(self.path(key), suffix=".npz") as tmp:
-                np.savez(tmp, ids=ps.ids, x=ps.x.astype(np.float32, copy=False),
-                         meta=np.array(json.dumps(meta)))
-        except OSError as exc:
-            log.warning("cannot write patch cache %s (%s); continuing without it", self.root, exc)
-
-
-def subject_patches(entry, config: PatchConfig | None = None, cache: PatchCache | None = None,
-                    qsm_units: str = "ppm", quiet: bool = True) -> PatchSet:
-    """Patches of a cohort entry (see rimscope.cohort.SubjectEntry), through the cache if given."""
-    from .io import load_subject
-
-    config = config or PatchConfig()
-    paths = entry.paths()
-    key = None
-    if cache is not None:
-        try:
-            key = cache.key(paths, config, {"qsm_units": qsm_units, "subject": entry.subject})
-        except OSError:  # a missing file: load_subject below says which, in one line
-            key = None
-        hit = cache.get(key, config) if key else None
-        if hit is not None:
-            return hit
-    subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **paths)
-    ps = extract_patches(subject, config, quiet=quiet)
-    if key is not None:
-        cache.put(key, ps)
-    return ps

@@ -1,0 +1,307 @@
+"""Phase input: a user's unwrapped tissue phase (local field) turned into a local field in ppm,
+checked, and carried by a Subject beside (or instead of) QSM.
+
+Most centres rate rims on phase, not QSM; this module is the one place that knows about phase.
+
+Units (`--phase-units ppm|hz|rad`; when not given, the sidecar's `Units`, else ppm):
+  ppm = Hz / (42.577 * B0_T)                      (γ/2π = 42.577 MHz/T)
+  ppm = rad * 1000 / (2π * TE_ms * 42.577 * B0_T)
+B0 (`--field-t`) and TE (`--te-ms`) are read from the BIDS JSON sidecar beside the image
+(`MagneticFieldStrength` in T, `EchoTime` in s) when present; flags override the sidecar.
+
+Sign convention: rimscope's, that of rimscope.simulate.physics.forward_field: field (ppm of B0)
+= D * χ with D(k) = 1/3 - (k·b0)²/|k|², positive χ paramagnetic. A paramagnetic sphere gives a
+positive field on its B0 axis outside it and a negative one in its equatorial plane; a vein
+parallel to B0 a positive field inside it. Vendors store phase with either sign. A field's own
+histogram does not reveal its sign (veins perpendicular to B0 are negative inside), so the sign
+is judged on a quick TKD inversion of the high-passed field: veins and iron-rich deep grey matter
+make the bright tail of χ inside the brain positive. `--phase-sign auto` flips a map whose tail
+is confidently negative, with a warning; `+1`/`-1` override (a confident disagreement is warned).
+
+Refused with a one-line message: wrapped phase (values within a 2π range with many ~2π jumps
+between neighbours), raw scanner phase (integers spanning ~4096), a magnitude image (all values
+>= 0, median far above 0; also what a field without background removal can look like), and a map
+far too large for a local field in ppm (rad or Hz given as ppm, or no background removal).
+
+Filtered phase (homodyne / SWI-style high-pass) is accepted only when flagged with
+`--phase-filtered`: the filter suppresses the large-scale field and part of a large lesion's own
+field, so the values are not a local field in ppm. A rim is local and may still be seen, but the
+shipped phase model is trained on unfiltered local fields, so such calls are outside its
+validated domain: the flag is recorded in the subject's info (and so in outputs) and warned.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from .errors import InputError
+from .grids import apply_ornt, boxes_overlap, resample_to
+from .io import Subject, finite_float, guess_subject_id, load_subject, read_image
+
+log = logging.getLogger("rimscope")
+
+GAMMA_MHZ_T = 42.577  # γ/2π of 1H
+UNITS = ("ppm", "hz", "rad")
+PPM_REFUSE = 1.0  # robust (0.5-99.5 %) range of a local field in ppm is ~0.02-0.3; above: refused
+PPM_WARN = 0.3  # above: warned (a rad map at short TE or low field can look like ppm)
+PPM_TINY = 2e-3  # below: warned (a ppm map given as Hz or rad?)
+WRAP_JUMPS = 2e-3  # fraction of neighbour pairs with |Δ| > half the range that marks wrapping
+SIGN_DECIDE = 0.4  # confidence at which `auto` acts on the detected sign
+
+
+@dataclass
+class SignVerdict:
+    """sign: +1 (rimscope's convention), -1 (inverted) or 0 (undecided); score: χ tail asymmetry
+    in [-1, 1]; confidence in [0, 1]."""
+
+    sign: int
+    score: float
+    confidence: float
+
+
+def sidecar(path) -> dict:
+    """The BIDS JSON sidecar beside an image (same name, .json), or {}; unreadable -> {} + log."""
+    p = Path(path) if isinstance(path, (str, Path)) else None
+    side = p and p.with_name((p.name[:-7] if p.name.endswith(".nii.gz") else p.stem) + ".json")
+    if side is None or not side.exists():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        log.warning("%s: sidecar unreadable; ignoring it", side)
+        return {}
+
+
+def acquisition(path, units: str | None, te_ms: float | None, field_t: float | None) -> dict:
+    """Units, TE (ms) and B0 (T) for a phase file: flags first, then the sidecar."""
+    meta = sidecar(path)
+    if units is None:
+        side_units = str(meta.get("Units", "")).lower()
+        units = side_units if side_units in UNITS else "ppm"
+    units = str(units).lower()
+    if units not in UNITS:
+        raise InputError(f"--phase-units {units!r} is not one of ppm, hz, rad", path)
+    if te_ms is None and meta.get("EchoTime") is not None:
+        te = meta["EchoTime"]
+        if isinstance(te, (int, float)):
+            te_ms = float(te) * 1000.0
+        elif units == "rad":
+            raise InputError("sidecar EchoTime is not one number (multi-echo?); give the echo time "
+                             "of this phase with --te-ms", path)
+    if field_t is None and isinstance(meta.get("MagneticFieldStrength"), (int, float)):
+        field_t = float(meta["MagneticFieldStrength"])
+    if units in ("hz", "rad") and not (field_t and field_t > 0):
+        raise InputError(f"phase in {units} needs the field strength: give --field-t (tesla) or a "
+                         "sidecar with MagneticFieldStrength", path)
+    if units == "rad" and not (te_ms and te_ms > 0):
+        raise InputError("phase in rad needs the echo time: give --te-ms or a sidecar with "
+                         "EchoTime", path)
+    return {"units": units, "te_ms": te_ms, "field_t": field_t}
+
+
+def to_ppm(data: np.ndarray, units: str, te_ms: float | None = None,
+           field_t: float | None = None) -> np.ndarray:
+    """A phase/field map in ppm, hz or rad (with TE in ms and B0 in T) as a local field in ppm."""
+    if units == "ppm":
+        return np.asarray(data, np.float32)
+    scale = 1.0 / (GAMMA_MHZ_T * field_t)
+    if units == "rad":
+        scale *= 1000.0 / (2 * np.pi * te_ms)
+    return (np.asarray(data, np.float64) * scale).astype(np.float32)
+
+
+def _region(data: np.ndarray) -> np.ndarray:
+    """Where a masked map has values (a local field is masked by background removal), else all."""
+    nz = data != 0
+    return nz if 0.01 < nz.mean() < 0.95 else np.ones(data.shape, bool)
+
+
+def _jump_fraction(data: np.ndarray, region: np.ndarray, threshold: float) -> float:
+    """Fraction of neighbour pairs (both in the region) differing by more than threshold."""
+    jumps = pairs = 0
+    for ax in range(data.ndim):
+        a = [slice(None)] * data.ndim
+        b = [slice(None)] * data.ndim
+        a[ax], b[ax] = slice(1, None), slice(None, -1)
+        both = region[tuple(a)] & region[tuple(b)]
+        diff = np.abs(data[tuple(a)] - data[tuple(b)])[both]
+        jumps += int((diff > threshold).sum())
+        pairs += diff.size
+    return jumps / max(pairs, 1)
+
+
+def check_raw(data: np.ndarray, name) -> None:
+    """Refuse what is not an unwrapped phase/field map, whatever its units (see the module doc)."""
+    region = _region(data)
+    vals = data[region]
+    lo, hi = float(vals.min()), float(vals.max())
+    span = hi - lo
+    integer = data.dtype.kind in "iu" or bool(np.all(vals[:: max(1, vals.size // 100000)] % 1 == 0))
+    if integer and 1000 < span <= 8200 and _jump_fraction(data, region, span / 2) > WRAP_JUMPS:
+        raise InputError(f"values are integers spanning {span:.0f} with many jumps: raw scanner "
+                         "phase; scale it to rad, unwrap it (e.g. ROMEO or Laplacian) and remove "
+                         "the background field first", name)
+    if span <= 2 * np.pi * 1.02 and _jump_fraction(data, region, np.pi) > WRAP_JUMPS:
+        raise InputError("phase is wrapped (values within 2π with many ±2π jumps between "
+                         "neighbours); unwrap it first, e.g. ROMEO or Laplacian unwrapping, and "
+                         "remove the background field", name)
+    sub = vals[:: max(1, vals.size // 1_000_000)]
+    q25, med, q75 = np.percentile(sub, [25, 50, 75])
+    if (sub < 0).mean() < 1e-3 and med > 0 and med > 0.5 * (q75 - q25) / 1.35:
+        raise InputError(f"all values are >= 0 with median {med:.3g}: this looks like a magnitude "
+                         "(or SWI) image, or a field without background removal; give the "
+                         "unwrapped, background-removed phase (local field)", name)
+
+
+def check_ppm(field: np.ndarray, units: str, name) -> tuple[float, list]:
+    """(robust range in ppm, warnings); a range no local field can have is refused."""
+    vals = field[_region(field)]
+    lo, hi = np.percentile(vals[:: max(1, vals.size // 1_000_000)], [0.5, 99.5])
+    rng = float(hi - lo)
+    if rng > PPM_REFUSE:
+        hint = ("it looks like rad or Hz: give --phase-units rad (with --te-ms, --field-t) or hz"
+                if units == "ppm" else f"check --phase-units {units}, --te-ms and --field-t")
+        raise InputError(f"local field robust range is {rng:.3g} ppm, far above a tissue field "
+                         f"(about 0.02-0.3 ppm); {hint}, and that the background field is "
+                         "removed", name)
+    warnings = []
+    if rng > PPM_WARN:
+        warnings.append(f"phase: robust range {rng:.3g} ppm is large for a local field; check "
+                        f"--phase-units ({units} used) and that the background field is removed")
+    if rng < PPM_TINY:
+        warnings.append(f"phase: robust range only {rng:.2g} ppm after conversion from {units}; "
+                        "check --phase-units, --te-ms and --field-t")
+    return rng, warnings
+
+
+def _tkd(field: np.ndarray, mask: np.ndarray, zooms, b0_axes, threshold: float = 0.2):
+    """Truncated k-space division (rimscope.simulate.physics.tkd, kept here so the ground floor
+    imports no later stage); only the sign of χ's tail is read from it."""
+    pshape = [sfft.next_fast_len(int(np.ceil(n * 1.25)), real=True) for n in field.shape]
+    freqs = [np.fft.fftfreq(n, d=z) for n, z in zip(pshape[:2], zooms[:2])]
+    ks = np.meshgrid(*freqs, np.fft.rfftfreq(pshape[2], d=zooms[2]), indexing="ij", sparse=True)
+    kb = sum(k * np.float32(b) for k, b in zip(ks, b0_axes))
+    k2 = ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (1 / 3 - kb * kb / k2).astype(np.float32)
+    d[0, 0, 0] = 0
+    inv = np.where(np.abs(d) > threshold, 1 / np.where(d == 0, 1, d), np.sign(d) / threshold)
+    inv[0, 0, 0] = 0
+    spec = sfft.rfftn((field * mask).astype(np.float32), s=pshape, workers=2)
+    chi = sfft.irfftn(spec * inv.astype(np.float32), s=pshape, workers=2)
+    return chi[tuple(slice(0, n) for n in field.shape)] * mask
+
+
+def detect_sign(field: np.ndarray, mask: np.ndarray, zooms, b0_axes=(0.0, 0.0, 1.0)) -> SignVerdict:
+    """Judge the sign convention of a local field map (canonical grid, voxel sizes `zooms`, B0 in
+    array axes): high-pass (8 mm) to drop residual background, TKD, then the tail asymmetry of χ
+    more than 3 mm inside the mask at the 99, 99.5 and 99.9th percentiles (+ when paramagnetic
+    veins and deep grey matter dominate the tail, as they do in a brain)."""
+    mask = np.asarray(mask, bool)
+    idx = np.argwhere(mask)
+    if idx.shape[0] < 1000:
+        return SignVerdict(0, 0.0, 0.0)
+    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+    f, m = field[box].astype(np.float32), mask[box]
+    sigma = 8.0 / np.asarray(zooms, float)
+    mf = m.astype(np.float32)
+    smooth = ndimage.gaussian_filter(f * mf, sigma) / np.maximum(ndimage.gaussian_filter(mf, sigma), 1e-3)
+    chi = _tkd((f - smooth) * mf, mf, zooms, np.asarray(b0_axes, float) / np.linalg.norm(b0_axes))
+    core = ndimage.distance_transform_edt(m, sampling=zooms) > 3.0
+    if core.sum() < 1000:
+        core = m
+    d = chi[core] - np.median(chi[core])
+    asym = []
+    for q in (0.99, 0.995, 0.999):
+        hi, lo = np.quantile(d, q), -np.quantile(d, 1 - q)
+        asym.append(float((hi - lo) / max(hi + lo, 1e-12)))
+    score = float(np.mean(asym))
+    consistent = all(np.sign(a) == np.sign(score) for a in asym)
+    conf = float(min(1.0, abs(score) / 0.2) * (1.0 if consistent else 0.5))
+    sign = int(np.sign(score)) if conf >= SIGN_DECIDE else 0
+    return SignVerdict(sign, round(score, 4), round(conf, 3))
+
+
+def apply_sign(subject: Subject, field: np.ndarray, phase_sign, name, b0_world=(0.0, 0.0, 1.0)):
+    """(field in rimscope's sign, record, warnings) after the data's own verdict (module doc)."""
+    if str(phase_sign) not in ("auto", "1", "+1", "-1"):
+        raise InputError(f"--phase-sign {phase_sign!r} is not auto, +1 or -1", name)
+    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)  # B0 in array axes
+    v = detect_sign(field, subject.brainmask, subject.zooms, axes)
+    warnings = []
+    if str(phase_sign) == "auto":
+        used = -1 if v.sign == -1 else 1
+        if v.sign == -1:
+            warnings.append(f"phase: sign looks inverted (paramagnetic tail negative, score "
+                            f"{v.score:+.2f}, confidence {v.confidence:.2f}); flipped it; pass "
+                            "--phase-sign +1 to keep it as given")
+        elif v.sign == 0:
+            warnings.append(f"phase: sign convention not confirmed by the data (score "
+                            f"{v.score:+.2f}, confidence {v.confidence:.2f}); kept as given: check "
+                            "veins are positive inside when parallel to B0, or pass --phase-sign")
+    else:
+        used = -1 if str(phase_sign) == "-1" else 1
+        if v.sign == -used:
+            warnings.append(f"phase: --phase-sign {phase_sign} given but the data look opposite "
+                            f"(score {v.score:+.2f}, confidence {v.confidence:.2f}); check it")
+    record = {"sign_given": str(phase_sign), "sign_used": used, "sign_detected": v.sign,
+              "sign_score": v.score, "sign_confidence": v.confidence}
+    return (field if used == 1 else -field), record, warnings
+
+
+def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_id=None,
+                       qsm_units: str = "ppm", phase_units: str | None = None,
+                       te_ms: float | None = None, field_t: float | None = None,
+                       phase_sign="auto", phase_filtered: bool = False,
+                       b0_dir=(0.0, 0.0, 1.0)) -> Subject:
+    """rimscope.io.load_subject with a phase image: Subject.local_field holds the local field in
+    ppm (canonical RAS, rimscope's sign). With a QSM the QSM grid stays the reference (the phase
+    is resampled onto it, linear, with a warning, if on another grid); without one the phase grid
+    is the reference and Subject.qsm is None."""
+    img, name = read_image(phase, "phase")
+    raw = finite_float(img.data, "phase", name)
+    if not raw.any():
+        raise InputError("phase is all zero; check it is the phase / local field map", name)
+    check_raw(raw, name)
+    acq = acquisition(phase if isinstance(phase, (str, Path)) else None, phase_units, te_ms,
+                      field_t)
+    field = to_ppm(raw, **acq)
+    rng, warnings = check_ppm(field, acq["units"], name)
+    if qsm is None:
+        stand_in = nib.Nifti1Image(field, img.affine, img.header)
+        subject = load_subject(stand_in, flair, lesions, brainmask, subject_id or guess_subject_id(name))
+        subject.local_field, subject.qsm = subject.qsm, None
+        subject.paths.pop("qsm", None)
+        for key in ("qsm_robust_range", "qsm_units", "units_guess"):
+            subject.info.pop(key, None)
+    else:
+        subject = load_subject(qsm, flair, lesions, brainmask, subject_id, qsm_units)
+        ref_shape = tuple(int(n) for n in subject.ref_header.get_data_shape()[:3])
+        if not (img.shape == ref_shape and np.allclose(img.affine, subject.ref_affine, atol=1e-3)):
+            if not boxes_overlap(img.shape, img.affine, ref_shape, subject.ref_affine):
+                raise InputError("phase and QSM do not overlap in world space; register the "
+                                 "phase to the QSM first", name)
+            field = resample_to(field, img.affine, ref_shape, subject.ref_affine, order=1)
+            warnings.append("phase: grid differs from the QSM; resampled (linear) onto the QSM grid")
+        subject.local_field = apply_ornt(field, subject.ornt).astype(np.float32, copy=False)
+    subject.local_field, record, sign_warn = apply_sign(subject, subject.local_field, phase_sign,
+                                                        name, b0_dir)
+    warnings += sign_warn
+    if phase_filtered:
+        warnings.append("phase: high-pass filtered (--phase-filtered): values are not a local "
+                        "field in ppm; calls are outside the phase model's validated domain")
+    subject.paths["phase"] = name
+    subject.info["phase"] = {**acq, "robust_range_ppm": round(rng, 5),
+                             "filtered": bool(phase_filtered), **record}
+    for w in warnings:
+        log.warning("%s: %s", subject.id, w)
+    subject.warnings += warnings
+    return subject
