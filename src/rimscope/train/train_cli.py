@@ -16,8 +16,19 @@ log = logging.getLogger("rimscope")
 def add_arguments(p) -> None:
     from ..models.registry import MODELS
 
-    p.add_argument("--cohort", required=True, help="manifest (.csv/.tsv) or BIDS folder")
-    p.add_argument("--labels", required=True, help="TSV subject, lesion_id, rim")
+    p.add_argument("--cohort", default=None, help="manifest (.csv/.tsv) or BIDS folder")
+    p.add_argument("--labels", default=None, help="TSV subject, lesion_id, rim")
+    p.add_argument("--engine", nargs="?", const="", default=None, metavar="CONFIG.json",
+                   help="train on streamed lesion-engine examples instead of a cohort (optional config)")
+    p.add_argument("--examples", type=int, default=200_000, help="--engine: examples in all")
+    p.add_argument("--epoch-examples", type=int, default=4096, help="--engine: fresh examples per epoch")
+    p.add_argument("--val-cohort", default=None, help="--engine: validate on this simulated cohort")
+    p.add_argument("--val-labels", default=None, help="--engine: labels of --val-cohort")
+    p.add_argument("--val-examples", type=int, default=1000, help="--engine: held-out engine examples "
+                   "when no --val-cohort")
+    p.add_argument("--engine-workers", type=int, default=2, help="--engine: rendering processes")
+    p.add_argument("--prevalence", type=float, default=0.10, help="--engine: real-world Rim+ share "
+                   "the probabilities are calibrated to")
     p.add_argument("--model", default="asymmetric", choices=list(MODELS))
     p.add_argument("--init", default=None, help="pre-trained folder (rimscope pretrain --out) or a model folder")
     p.add_argument("--out", required=True, help="model folder to write (card.json, weights.pt, checkpoint.pt)")
@@ -44,6 +55,12 @@ def run(args) -> int:
     from .finetune import fit
     from .options import parse_options
 
+    if args.engine is not None:
+        from .engine_cli import run_engine
+
+        return run_engine(args)
+    if not args.cohort or not args.labels:
+        raise InputError("rimscope train needs --cohort and --labels (or --engine)")
     if args.qsm_units != "ppm":
         raise InputError("--qsm-units ppb: convert the QSM maps to ppm first (divide by 1000); "
                          "training reads patches in ppm", args.cohort)
