@@ -10,6 +10,7 @@ import importlib
 TARGETS = {
     "io": ("rimscope.bench_io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
     "simulate": ("rimscope.simulate.bench", "time and peak memory per simulated subject; difficulty"),
+    "engine": ("rimscope.simulate.engine_bench", "lesion-engine examples/s (1 and 2 workers), peak memory"),
     "models": ("rimscope.models.bench", "parameters, inference lesions/s, s per epoch, every model"),
     "predict": ("rimscope.inference_bench", "end-to-end seconds and peak memory per subject"),
 }

@@ -119,7 +119,7 @@ def render_example(cfg: EngineConfig, seed: int, index: int, patch: PatchConfig 
     positive = bool(rng.random() < cfg.rim_fraction)
     kind = "rim" if positive else _pick(rng, cfg.negative_kinds)
     grid, b0, meta = draw_grid(rng, cfg)
-    pose = random_pose(rng, cfg.scale)
+    pose = random_pose(rng, cfg.scale, cfg.p_rotate)
     s, r_eq = pose[1], pose[1] * shp.radius_mm
     rim = None
     if kind in ("rim", "partial_rim", "weak_rim"):
@@ -162,7 +162,7 @@ def render_example(cfg: EngineConfig, seed: int, index: int, patch: PatchConfig 
     neighbour = None
     if rng.random() < cfg.p_neighbour:
         shp2 = lib[int(rng.integers(len(lib)))]
-        pose2 = random_pose(rng, cfg.scale)
+        pose2 = random_pose(rng, cfg.scale, cfg.p_rotate)
         c2 = _place_near(rng, r_eq + pose2[1] * shp2.radius_mm + rng.uniform(*cfg.neighbour_gap_mm))
         rim2 = None
         if rng.random() < 0.3:
@@ -226,21 +226,42 @@ def render_example(cfg: EngineConfig, seed: int, index: int, patch: PatchConfig 
     return {"x": x, "y": y, "rim": np.clip(rpatch, 0, 1), "field": fpatch, "meta": meta}
 
 
-def render_batch(config: EngineConfig, seed: int, index_start: int, n: int, patch: PatchConfig | None = None,
-                 workers: int = 1) -> EngineBatch:
-    """Examples index_start .. index_start+n-1 of `seed`; identical for any `workers`."""
-    idx = list(range(int(index_start), int(index_start) + int(n)))
-    library(config.lesion_min_mm3, config.lesion_max_mm3, tuple(config.donors))  # load before fork
-    if workers > 1 and n > 1:
-        import multiprocessing as mp
+def _init_worker(config: EngineConfig) -> None:
+    import torch
 
-        chunks = [idx[i::workers] for i in range(workers)]
-        with mp.get_context("fork").Pool(workers) as pool:
+    torch.set_num_threads(1)  # one core per worker; the library loads once per worker
+    library(config.lesion_min_mm3, config.lesion_max_mm3, tuple(config.donors))
+
+
+def engine_pool(config: EngineConfig, workers: int):
+    """Worker processes for render_batch (forkserver: they start clean, never inheriting a
+    thread pool of the training process)."""
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver").Pool(int(workers), initializer=_init_worker, initargs=(config,))
+
+
+def render_batch(config: EngineConfig, seed: int, index_start: int, n: int, patch: PatchConfig | None = None,
+                 workers: int = 1, pool=None) -> EngineBatch:
+    """Examples index_start .. index_start+n-1 of `seed`; identical for any `workers` or `pool`
+    (example i depends on (seed, i) only)."""
+    idx = list(range(int(index_start), int(index_start) + int(n)))
+    own = pool is None and workers > 1 and n > 1
+    if own:
+        pool = engine_pool(config, workers)
+    try:
+        if pool is not None and n > 1:
+            k = pool._processes
+            chunks = [c for c in (idx[i::k] for i in range(k)) if c]
             parts = pool.starmap(_render_many, [(config, seed, c, patch) for c in chunks])
-        by = {i: r for c, part in zip(chunks, parts) for i, r in zip(c, part)}
-        rows = [by[i] for i in idx]
-    else:
-        rows = _render_many(config, seed, idx, patch)
+            by = {i: r for c, part in zip(chunks, parts) for i, r in zip(c, part)}
+            rows = [by[i] for i in idx]
+        else:
+            rows = _render_many(config, seed, idx, patch)
+    finally:
+        if own:
+            pool.terminate()
+            pool.join()
     s = (patch or PatchConfig()).size
     if not rows:
         z = np.zeros((0, s, s, s), np.float32)

@@ -31,6 +31,7 @@ class EngineConfig:
     lesion_max_mm3: float = 4000.0
     donors: list = field(default_factory=list)  # donor masks to draw from; empty: all 30
     scale: list = field(default_factory=lambda: [0.7, 1.4])
+    p_rotate: float = 1.0  # shapes posed by a random rotation/flip (else as stored, RAS)
     p_neighbour: float = 0.35  # another lesion nearby
     neighbour_gap_mm: list = field(default_factory=lambda: [0.0, 4.0])
     p_fov_cut: float = 0.05  # the field of view ends across the lesion
@@ -128,7 +129,7 @@ class EngineConfig:
             if isinstance(v, dict) and (not v or any(not isinstance(x, (int, float)) or x < 0
                                                      for x in v.values()) or sum(v.values()) <= 0):
                 raise InputError(f"engine config {f.name} must map names to weights >= 0", path)
-        for name in ("rim_fraction", "rater_flip", "p_neighbour", "p_fov_cut", "p_two_caps",
+        for name in ("p_rotate", "rim_fraction", "rater_flip", "p_neighbour", "p_fov_cut", "p_two_caps",
                      "p_gm_boundary", "p_ventricle", "p_deep_gm", "p_medullary", "p_dilate",
                      "p_erode", "p_merged", "p_axis_aligned", "p_flair_blur"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:

@@ -75,7 +75,7 @@ def unit(rng) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def random_pose(rng: np.random.Generator, scale_range) -> tuple[np.ndarray, float]:
+def random_pose(rng: np.random.Generator, scale_range, p_rotate: float = 1.0) -> tuple[np.ndarray, float]:
     """(L, s): world offset from the lesion centre = s * L @ shape offset (mm). L is a uniform
     random rotation, mirrored half the time; s the isotropic scale."""
     q = rng.normal(size=4)
@@ -86,4 +86,6 @@ def random_pose(rng: np.random.Generator, scale_range) -> tuple[np.ndarray, floa
                   [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
     if rng.random() < 0.5:
         R = R @ np.diag([-1.0, 1.0, 1.0])
+    if rng.random() >= p_rotate:
+        R = np.eye(3)
     return R, float(rng.uniform(*scale_range))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..simulate.engine import EngineBatch, render_batch
+from ..simulate.engine import EngineBatch, engine_pool, render_batch
 from ..simulate.engine_config import EngineConfig
 from .data import LesionData
 
@@ -46,13 +46,6 @@ def as_chunk(batch: EngineBatch, seed: int, start: int) -> EngineChunk:
     return EngineChunk(data, batch.rim, batch.field, batch.meta)
 
 
-def _render_part(config, seed, start, n):
-    import torch
-
-    torch.set_num_threads(1)
-    return render_batch(config, seed, start, n)
-
-
 class EngineStream:
     """epoch -> LesionData of that epoch's chunk; renders epoch+1 in the background meanwhile."""
 
@@ -72,11 +65,8 @@ class EngineStream:
         if self.workers <= 1 or epoch in self._pending:
             return
         if self._pool is None:
-            import multiprocessing as mp
-
-            # forkserver: children start clean (no torch thread pool inherited mid-training)
-            self._pool = mp.get_context("forkserver").Pool(self.workers)
-        self._pending[epoch] = [self._pool.apply_async(_render_part, (self.config, self.seed, s, n))
+            self._pool = engine_pool(self.config, self.workers)
+        self._pending[epoch] = [self._pool.apply_async(render_batch, (self.config, self.seed, s, n))
                                 for s, n in self._parts(epoch)]
 
     def chunk(self, epoch: int) -> EngineChunk:
