@@ -97,9 +97,10 @@ def render_lesion(grid: BoxGrid, shape, pose, centre_w, rim: dict | None, margin
     """Core and rim of one library shape at a pose, on the voxels of a window around it.
 
     The shape's signed distance d is sampled at voxel centres; a voxel's fraction below a level
-    of d is a linear ramp across the voxel's extent along the local normal (Σ|n_j| z_j, from
-    the gradient of d), which is exact for a plane along a grid axis and gives thick slices
-    their wide partial volume. `rim`: offset_mm, thickness_mm, amplitude_ppm, caps (unit
+    of d is a linear ramp across the voxel's extent along the local normal n (from the gradient
+    of d), of width sqrt(Σ (n_j z_j)²): the box filter's own spread along n (exact for a plane
+    along a grid axis), so thick slices get their wide partial volume and an isotropic voxel
+    the same blur in every direction. `rim`: offset_mm, thickness_mm, amplitude_ppm, caps (unit
     vectors), threshold, variation, var_dir (shape frame); see engine.draw_rim."""
     L, s = pose
     radius = s * shape.extent + margin_mm
@@ -119,8 +120,8 @@ def render_lesion(grid: BoxGrid, shape, pose, centre_w, rim: dict | None, margin
     d = ndimage.map_coordinates(shape.sdf, coords, order=1, mode="nearest").reshape(n) * np.float32(s)
     g = np.gradient(d, *grid.zooms)
     gn = np.sqrt(g[0] ** 2 + g[1] ** 2 + g[2] ** 2) + np.float32(1e-6)
-    w = (np.abs(g[0]) * np.float32(grid.zooms[0]) + np.abs(g[1]) * np.float32(grid.zooms[1])
-         + np.abs(g[2]) * np.float32(grid.zooms[2])) / gn
+    z2 = (grid.zooms ** 2).astype(np.float32)
+    w = np.sqrt(g[0] ** 2 * z2[0] + g[1] ** 2 * z2[1] + g[2] ** 2 * z2[2]) / gn
     w = np.maximum(w, np.float32(0.3))
 
     def below(level):  # voxel fraction with d < level

@@ -29,10 +29,18 @@ class Shape:
         self._sdf = None
 
     def _build(self):
-        m = np.pad(self._mask, PAD_VOX)
-        d = np.where(m, -(ndimage.distance_transform_edt(m) - 0.5),
-                     ndimage.distance_transform_edt(~m) - 0.5)
-        sdf = ndimage.gaussian_filter(d.astype(np.float32), 0.6)  # no voxel staircase
+        # the lesion is the 0.5 level of the mask smoothed by 0.5 mm, as the whole-brain
+        # simulator defines it (lesions_model._on_model); its signed distance is measured on a
+        # 0.5 mm grid (a true distance, |∇d| = 1, so bands keep their thickness) and kept at 1 mm
+        m = np.pad(self._mask, PAD_VOX).astype(np.float32)
+        soft = ndimage.gaussian_filter(m, 0.5)
+        fine = np.stack(np.meshgrid(*[np.arange(2 * n - 1) / 2.0 for n in m.shape], indexing="ij"))
+        inside = ndimage.map_coordinates(soft, fine.reshape(3, -1), order=1).reshape(fine.shape[1:]) >= 0.5
+        if not inside.any():
+            inside[tuple(np.array(inside.shape) // 2)] = True
+        df = 0.5 * np.where(inside, -(ndimage.distance_transform_edt(inside) - 0.5),
+                            ndimage.distance_transform_edt(~inside) - 0.5)
+        sdf = np.ascontiguousarray(df[::2, ::2, ::2], dtype=np.float32)
         self._sdf = sdf
         inside = np.argwhere(sdf < 0)
         self.centre = (inside.mean(0) if len(inside) else np.array(sdf.shape) / 2.0).astype(float)
