@@ -165,3 +165,28 @@ def test_engine_and_whole_brain_simulator_agree_on_the_same_lesion(amp, th):
     s = lesion_features(_simulator_patch(lib, amp, th, 0.15)[None])[0, j]
     assert s > 0.2 * amp  # the rim is visible at all
     assert abs(e / s - 1) < 0.15, (e, s)
+
+
+@pytest.mark.slow
+def test_train_engine_two_tiny_epochs_end_to_end(tmp_path):
+    """`rimscope train --engine` streams 2 epochs, validates on a held-out engine seed, records
+    the engine config, both prevalences, the examples seen, and writes a loadable model."""
+    from rimscope.cli import main
+    from rimscope.models.card import load_model
+
+    conf = tmp_path / "engine.json"
+    conf.write_text(json.dumps({"donors": DONOR}))
+    out = tmp_path / "model"
+    rc = main(["train", "-q", "--engine", str(conf), "--out", str(out), "--examples", "32",
+               "--epoch-examples", "16", "--val-examples", "16", "--engine-workers", "1", "--threads", "1",
+               "-o", "batch_size=8", "-o", "model.widths=[8,16,16,16]", "-d", "cpu"])
+    assert rc == 0
+    card = json.loads((out / "card.json").read_text())
+    t = card["training"]
+    assert t["examples_seen"] == 32 and t["epochs_run"] == 2 and t["validation"] == "engine"
+    assert t["engine_config"]["donors"] == DONOR and t["prevalence_target"] == 0.10
+    assert 0 < t["engine_prevalence"] < 1 and t["calibration"][1] == pytest.approx(np.log(0.1 / 0.9))
+    model = load_model(out)
+    x = render_batch(cfg(), 5, 0, 2).x
+    p = model.predict_proba(x)
+    assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))

@@ -230,6 +230,12 @@ def _init_worker(config: EngineConfig) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per worker; the library loads once per worker
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # BLAS too: two workers on two cores must not oversubscribe
+    except ImportError:  # pragma: no cover - an optional speed-up
+        pass
     library(config.lesion_min_mm3, config.lesion_max_mm3, tuple(config.donors))
 
 
