@@ -167,7 +167,6 @@ def test_engine_and_whole_brain_simulator_agree_on_the_same_lesion(amp, th):
     assert abs(e / s - 1) < 0.15, (e, s)
 
 
-@pytest.mark.slow
 def test_train_engine_two_tiny_epochs_end_to_end(tmp_path):
     """`rimscope train --engine` streams 2 epochs, validates on a held-out engine seed, records
     the engine config, both prevalences, the examples seen, and writes a loadable model."""
