@@ -21,6 +21,7 @@ from torch import nn
 from .blocks import (N_RIM_FEATURES, RIM_FEATURE_SCALE, PreActBlock, Stem, frodo_mask, norm,
                      rim_features, scale_inputs)
 from .features import RIM_CONTRAST_PRIOR
+from .rim_decoder import N_SUMMARY, RimDecoder, pooled_summary
 
 RULE_FEATURE = 3  # rim_features' shell minus surround, in units of 10 ppb
 RULE_SLOPE = RIM_CONTRAST_PRIOR[0] / RIM_FEATURE_SCALE
@@ -37,6 +38,7 @@ DEFAULTS = {
     "rim_skip": True,  # ...and a linear path from them to the logit (the rule; a probe once trained)
     "proj_dim": 32,  # SupCon projection head
     "dropout": 0.2,
+    "rim_head": False,  # a voxel head (rim_decoder) adding out["rim_logits"] (N, 32, 32, 32)
 }
 
 # FRODO's published design as faithfully as a CPU budget allows: symmetric 16->32 stems, FiLM,
@@ -48,7 +50,8 @@ FRODO = dict(DEFAULTS, flair_widths=[16, 32], flair_stem="full", mask_channels=F
 
 class AsymmetricNet(nn.Module):
     def __init__(self, widths=(16, 32, 64, 128), flair_widths=(8, 16), flair_stem="light", mask_channels=True,
-                 frodo_mask=False, film=True, rim_features=True, rim_skip=False, proj_dim=32, dropout=0.2):
+                 frodo_mask=False, film=True, rim_features=True, rim_skip=False, proj_dim=32, dropout=0.2,
+                 rim_head=False):
         super().__init__()
         w0, w1, w2, w3 = widths
         f0, f1 = flair_widths
@@ -73,7 +76,9 @@ class AsymmetricNet(nn.Module):
         self.fuse = nn.Conv3d(w1, w1, 1)
         self.q_deep = nn.Sequential(PreActBlock(w1, w2, 2, se=True), PreActBlock(w2, w3, 2, se=True))
         self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
-        hin = w3 + (N_RIM_FEATURES if rim_features else 0)
+        # the voxel head, and its pooled rim-map summary into the classifier head
+        self.rim_decoder = RimDecoder(w0, w1, raw_ch=qin) if rim_head else None
+        hin = w3 + (N_RIM_FEATURES if rim_features else 0) + (N_SUMMARY if rim_head else 0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
         # the logit starts *as* rim-contrast's prior map (shell minus surround, +30 ppb -> p =
         # 0.5): the linear path holds the rule and the head's last layer is zero, so the deep
@@ -104,13 +109,16 @@ class AsymmetricNet(nn.Module):
         pooled QSM embedding and (if asked: pre-training only, so DDP sees no unused
         parameter when fine-tuning) the pooled FLAIR embedding."""
         xq, xf = self.split(x)
-        zq = self.q_mid(self.q_stem(xq))
+        stem = self.q_stem(xq)
+        zq = self.q_mid(stem)
         zf = self.f_mid(self.f_stem(xf))
         if self.use_film and film:
             zq = (1.0 + self.gamma(zf)) * zq + self.beta(zf)
         zq = self.fuse(zq)
         deep = self.out_norm(self.q_deep(zq))
         out = {"mid": zq, "emb": deep.mean(dim=(2, 3, 4))}
+        if self.rim_decoder is not None:
+            out["rim_logits"] = self.rim_decoder(stem, zq, xq)
         if flair_emb:
             out["flair_emb"] = zf.mean(dim=(2, 3, 4))  # pre-training's own head normalises it
         return out
@@ -121,7 +129,12 @@ class AsymmetricNet(nn.Module):
         if self.use_rim:
             rf = rim_features(x)
             h = torch.cat([h, rf], dim=1)
+        if self.rim_decoder is not None:
+            h = torch.cat([h, pooled_summary(enc["rim_logits"], x[:, 3])], dim=1)
         logit = self.head(h).squeeze(1)
         if self.rim_skip is not None:
             logit = logit + self.rim_skip(rf).squeeze(1)
-        return {"logit": logit, "proj": self.proj(enc["emb"]), "emb": enc["emb"]}
+        out = {"logit": logit, "proj": self.proj(enc["emb"]), "emb": enc["emb"]}
+        if self.rim_decoder is not None:
+            out["rim_logits"] = enc["rim_logits"]
+        return out

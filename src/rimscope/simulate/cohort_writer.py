@@ -34,6 +34,11 @@ def _paths(sid: str) -> dict:
             "truth": f"sub-{sid}/sub-{sid}_truth.json"}
 
 
+def rimtruth_path(sid: str) -> str:
+    """The rim voxel truth (uint8 mask on the QSM grid), beside the images but not an input."""
+    return f"sub-{sid}/anat/sub-{sid}_desc-rimtruth_mask.nii.gz"
+
+
 def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     img = nib.Nifti1Image(data, affine)
     img.set_qform(affine, code=1)
@@ -66,6 +71,8 @@ def write_subject(out: Path, sid: str, sim, labelled: bool) -> dict:
     save_atomic(_image(sim.flair, sim.flair_affine), out / p["flair"])
     save_atomic(_image(sim.lesions.astype(np.int16), sim.qsm_affine), out / p["lesions"])
     save_atomic(_image(sim.brainmask.astype(np.uint8), sim.qsm_affine), out / p["brainmask"])
+    if getattr(sim, "rim", None) is not None:
+        save_atomic(_image(sim.rim.astype(np.uint8), sim.qsm_affine), out / rimtruth_path(sid))
     truth = dict(sim.truth)
     if not labelled:
         for t in truth["lesions"]:

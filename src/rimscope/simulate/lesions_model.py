@@ -142,8 +142,10 @@ def rater_probability(t: dict, cfg) -> float:
 
 
 def render_lesion(p: Placed, grid: ModelGrid, chi: np.ndarray, flair: np.ndarray, rng, cfg,
-                  flair_contrast: float) -> list[Vein]:
-    """Paint one lesion's core, rim and FLAIR signal; return the veins it asks for."""
+                  flair_contrast: float, rim_out: np.ndarray | None = None) -> list[Vein]:
+    """Paint one lesion's core, rim and FLAIR signal; return the veins it asks for. `rim_out`
+    (model grid, float), if given, receives the rim's weight (0-1, before texture): the voxel
+    truth of where the rim is. It draws nothing from `rng`, so the images do not change."""
     t = p.truth
     h = grid.h
     pad = int(np.ceil(3.0 / h))
@@ -176,6 +178,9 @@ def render_lesion(p: Placed, grid: ModelGrid, chi: np.ndarray, flair: np.ndarray
         # the band straddles the FLAIR edge, mostly inside (iron-laden microglia at the border)
         band = _sigmoid((s + 0.65 * th) / 0.2) * _sigmoid((0.35 * th - s) / 0.2)
         chi_w += (np.float32(t["rim_ppm"]) * band * cap * (1 + 0.2 * tex)).astype(np.float32)
+        if rim_out is not None:
+            rim_w = rim_out[win]
+            np.maximum(rim_w, (band * cap).astype(np.float32), out=rim_w)
     veins = []
     c_mm = grid.to_mm(centre + np.array([w.start for w in win]))
     radius = (3 * les.sum() * h ** 3 / (4 * np.pi)) ** (1 / 3)

@@ -19,6 +19,7 @@ from .lesions_model import assign_kinds, rater_probability, render_lesion, selec
 from .veins import random_veins, render_veins
 
 log = logging.getLogger("rimscope")
+RIM_TRUTH_FRACTION = 1 / 3
 
 
 @dataclass
@@ -30,6 +31,7 @@ class SimulatedSubject:
     lesions: np.ndarray  # int32 instance map on the QSM grid, ids 1..K
     brainmask: np.ndarray  # uint8 on the QSM grid
     truth: dict
+    rim: np.ndarray | None = None  # uint8 on the QSM grid: rim voxel truth (RIM_TRUTH_FRACTION)
 
 
 def _choice(rng, weights: dict) -> str:
@@ -97,9 +99,10 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     assign_kinds(rng, cfg, placed, h)
     contrast = float(rng.uniform(*cfg.flair_lesion_contrast))
     veins = []
+    rim_m = np.zeros(shape, np.float32)
     for p in placed:
         p.truth["flair_scale"] = float(rng.uniform(0.7, 1.3))
-        veins += render_lesion(p, grid, chi, flair, rng, cfg, contrast)
+        veins += render_lesion(p, grid, chi, flair, rng, cfg, contrast, rim_out=rim_m)
     p_wm1 = b.p_wm
 
     def p_wm_at(mm):
@@ -120,6 +123,10 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     acq = random_acquisition(rng, cfg, head, box_min, box_max)
     chi_a = sample(chi, grid, acq, order=1, prefilter_mm=acq.zooms)
     brain_a = sample(brain_f, grid, acq, order=1) >= 0.5
+    # rim voxel truth: a voxel holds at least a third of rim by partial volume, so a 0.8 mm rim
+    # straddling two 1 mm voxels still marks both (at >= 0.5 it would vanish there)
+    rim_a = sample(rim_m, grid, acq, order=1, prefilter_mm=acq.zooms) >= RIM_TRUTH_FRACTION
+    del rim_m
     b0 = acq.b0_in_axes()
     if keep is not None:
         keep["chi"] = chi_a
@@ -205,4 +212,4 @@ def simulate_subject(cfg, seed: int, index: int, labelled: bool = True, keep: di
     })
     truth = {"acquisition": acq_t, "lesions": truth_lesions}
     return SimulatedSubject(qsm.astype(np.float32), acq.affine, fl, facq.affine, final.astype(np.int32),
-                            mask.astype(np.uint8), truth)
+                            mask.astype(np.uint8), truth, (rim_a & mask).astype(np.uint8))

@@ -24,11 +24,11 @@ from ..models.registry import NEURAL, build
 from ..runtime import progress, versions
 from . import checkpoint as ckpt
 from . import distributed as ddp
-from .augment import augment
 from .data import LesionData, subset
-from .losses import focal_loss, logit_adjusted_loss, supcon_loss
+from .losses import focal_loss, logit_adjusted_loss, rim_voxel_loss, supcon_loss
 from .operating import choose_threshold, summary
 from .probe import fit_rim_probe
+from .rim_supervision import augment_with_rim, rim_batch
 from .sampling import epoch_indices
 
 log = logging.getLogger("rimscope")
@@ -38,6 +38,7 @@ TRAIN_DEFAULTS = {
     "loss": "focal", "gamma": 2.0, "sampler": "balanced", "supcon": True, "supcon_tau": 0.1,
     "supcon_init": 0.1, "augment": True, "offset_ppm": 0.01, "patience": 10,
     "threshold_rule": "f1", "min_sensitivity": 0.9, "rim_probe": True, "model": {},
+    "rim_loss_weight": 1.0,
 }
 
 
@@ -155,7 +156,7 @@ def _apply_init(net, state: dict) -> None:
     log.info("initialised %d/%d tensors from --init", len(usable), len(own))
 
 
-def _loss(out, y, opts, prior, w):
+def _loss(out, y, opts, prior, w, rim=None):
     logit = out["logit"]
     if opts["loss"] == "focal":
         loss = focal_loss(logit, y, opts["gamma"])
@@ -166,6 +167,8 @@ def _loss(out, y, opts, prior, w):
     if opts["supcon"]:
         s = torch.nn.functional.softplus(w)
         loss = loss + s * supcon_loss(out["proj"], y, opts["supcon_tau"]) - 0.5 * torch.log(s)
+    if rim is not None and "rim_logits" in out and opts["rim_loss_weight"]:  # dense voxel truth
+        loss = loss + opts["rim_loss_weight"] * rim_voxel_loss(out["rim_logits"], rim)
     return loss
 
 
@@ -237,11 +240,11 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         losses = []
         for b in range(0, len(idx), bs):
             bi = torch.from_numpy(idx[b:b + bs])
-            xb, yb = xs_train[bi], ys_train[bi]
+            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(train, bi)
             if opts["augment"]:
-                xb = augment(xb, gen, opts["offset_ppm"])
+                xb, rb = augment_with_rim(xb, rb, gen, opts["offset_ppm"])
             xb, yb = xb.to(device), yb.to(device)
-            loss = _loss(dnet(xb), yb, opts, prior, w)
+            loss = _loss(dnet(xb), yb, opts, prior, w, None if rb is None else rb.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if world > 1 and w.grad is not None:  # w lives outside DDP: average its gradient by hand

@@ -54,3 +54,20 @@ def info_nce(a, b, tau: float = 0.1):
     logits = a @ b.t() / tau
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def rim_voxel_loss(logits, truth, eps: float = 1.0):
+    """Dense rim supervision: BCE + soft Dice between voxel rim logits (N, S, S, S) and the rim
+    voxel truth (N, S, S, S, fraction 0-1). Samples whose truth is not finite (NaN: the example
+    carries no voxel truth) are left out; with none left the loss is 0. The Dice term (eps 1
+    voxel) keeps the thin rim from drowning in the background; on a Rim- sample (empty truth) it
+    pushes the map to 0."""
+    truth = truth.to(logits.dtype)
+    ok = torch.isfinite(truth.flatten(1)).all(1)
+    if not ok.any():
+        return logits.sum() * 0.0
+    lg, t = logits[ok].flatten(1), truth[ok].flatten(1)
+    bce = F.binary_cross_entropy_with_logits(lg, t)
+    p = torch.sigmoid(lg)
+    dice = (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
+    return bce + (1 - dice).mean()

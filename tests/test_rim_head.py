@@ -1,0 +1,74 @@
+"""The voxel rim head: off by default (the shipped net unchanged), shapes, the dense loss, and
+the rim truth riding through augmentation with its patch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rimscope.models.asymmetric import DEFAULTS, AsymmetricNet
+from rimscope.train.augment import augment
+from rimscope.train.losses import rim_voxel_loss
+from rimscope.train.rim_supervision import augment_with_rim, rim_batch
+
+
+def _x(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, 32, 32, 32, generator=g) * 0.05
+    x[:, 2] = (torch.rand(n, 32, 32, 32, generator=g) > 0.5).float()
+    x[:, 3] = torch.rand(n, 32, 32, 32, generator=g) * 2 - 1
+    return x
+
+
+def test_default_net_is_unchanged_and_the_head_adds_rim_logits():
+    cfg = {k: v for k, v in DEFAULTS.items() if k != "rim_head"}
+    torch.manual_seed(0)
+    plain = AsymmetricNet(**cfg).eval()
+    assert DEFAULTS["rim_head"] is False and plain.rim_decoder is None
+    torch.manual_seed(0)
+    head = AsymmetricNet(**cfg, rim_head=True).eval()
+    own = set(plain.state_dict())
+    assert own < set(head.state_dict())  # only new tensors: shipped weights load as before
+    assert all(k.startswith("rim_decoder.") for k in set(head.state_dict()) - own)
+    x = _x()
+    with torch.no_grad():
+        a, b = plain(x), head(x)
+    assert "rim_logits" not in a and b["rim_logits"].shape == (3, 32, 32, 32)
+    assert torch.isfinite(b["rim_logits"]).all() and b["logit"].shape == (3,)
+
+
+def test_dense_loss_trains_the_head_and_skips_samples_without_truth():
+    torch.manual_seed(1)
+    net = AsymmetricNet(**{k: v for k, v in DEFAULTS.items() if k != "rim_head"}, rim_head=True)
+    x = _x(2)
+    truth = torch.zeros(2, 32, 32, 32)
+    truth[0, 10:20, 10:20, 15] = 1.0
+    truth[1] = float("nan")  # carries no voxel truth
+    out = net(x)
+    loss = rim_voxel_loss(out["rim_logits"], truth)
+    loss.backward()
+    assert torch.isfinite(loss) and net.rim_decoder.out[-1].weight.grad.abs().sum() > 0
+    only0 = rim_voxel_loss(out["rim_logits"][:1].detach(), truth[:1])
+    assert float(rim_voxel_loss(out["rim_logits"].detach(), truth)) == pytest.approx(float(only0))
+    none = rim_voxel_loss(out["rim_logits"].detach(), torch.full_like(truth, float("nan")))
+    assert float(none) == 0.0
+    # a perfect prediction scores lower than a blank one
+    perfect = torch.where(truth[:1] > 0, 20.0, -20.0)
+    assert rim_voxel_loss(perfect, truth[:1]) < rim_voxel_loss(torch.full_like(perfect, -20.0), truth[:1]) - 0.5
+
+
+def test_rim_truth_follows_its_patch_through_augmentation():
+    x = _x(4, seed=2)
+    rim = (x[:, 2] > 0).float()  # a copy of the mask channel: must stay equal to it
+    xa, ra = augment_with_rim(x, rim, torch.Generator().manual_seed(5), 0.01)
+    assert torch.equal(ra, xa[:, 2])
+    plain = augment(x, torch.Generator().manual_seed(5), 0.01)
+    assert torch.equal(plain, xa)  # same draws with or without the truth
+    xb, rb = augment_with_rim(x, None, torch.Generator().manual_seed(5), 0.01)
+    assert rb is None and torch.equal(xb, plain)
+
+    class D:
+        rim = np.arange(5 * 2 * 2 * 2, dtype=np.float32).reshape(5, 2, 2, 2)
+
+    assert rim_batch(object(), [0, 1]) is None
+    assert torch.equal(rim_batch(D(), torch.tensor([3, 1])), torch.from_numpy(D.rim[[3, 1]]))
