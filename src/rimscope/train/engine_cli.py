@@ -50,7 +50,7 @@ def run_engine(args) -> int:
                             epoch_examples=args.epoch_examples, val=val, val_examples=args.val_examples,
                             options=options, init=args.init, device=device, out=out, resume=args.resume,
                             quiet=args.quiet, workers=args.engine_workers, prevalence=args.prevalence,
-                            describe=describe)
+                            describe=describe, repeats=args.chunk_repeats)
     from . import distributed as ddp
 
     if ddp.is_main():
@@ -58,7 +58,8 @@ def run_engine(args) -> int:
         write_json_atomic(out / "train_run.json", {
             "engine": args.engine or "defaults", "model": args.model, "seed": args.seed,
             "examples": args.examples, "epoch_examples": args.epoch_examples,
-            "examples_seen": rec.get("examples_seen"), "val_cohort": args.val_cohort,
+            "examples_seen": rec.get("examples_seen"), "unique_examples": rec.get("unique_examples"),
+            "chunk_repeats": args.chunk_repeats, "val_cohort": args.val_cohort,
             "options": options, "device": device, "command": command})
         m = model.card_extra.get("metrics", {}).get("validation", {})
         print(f"{out}/card.json\tmodel={model.name}\tthreshold={model.threshold:.4g}\t"

@@ -42,15 +42,18 @@ def as_chunk(batch: EngineBatch, seed: int, start: int) -> EngineChunk:
                       subject=np.array([f"engine-{seed}-{start + i}" for i in range(n)], dtype=object),
                       lesion_id=np.arange(start, start + n, dtype=np.int64),
                       volume_mm3=np.array([m["volume_mm3"] for m in batch.meta], float),
-                      flags=[list(m["flags"]) for m in batch.meta])
+                      flags=[list(m["flags"]) for m in batch.meta], rim=batch.rim)
     return EngineChunk(data, batch.rim, batch.field, batch.meta)
 
 
 class EngineStream:
     """epoch -> LesionData of that epoch's chunk; renders epoch+1 in the background meanwhile."""
 
-    def __init__(self, config: EngineConfig, seed: int, epoch_examples: int, workers: int = 2):
+    def __init__(self, config: EngineConfig, seed: int, epoch_examples: int, workers: int = 2,
+                 repeats: int = 1):
         self.config, self.seed, self.m = config, int(seed), int(epoch_examples)
+        self.repeats = max(int(repeats), 1)
+        self._current: tuple[int, LesionData] | None = None
         self.workers = max(int(workers), 1)
         self._pool = None
         self._pending: dict = {}
@@ -84,7 +87,12 @@ class EngineStream:
         return as_chunk(batch, self.seed, epoch * self.m)
 
     def __call__(self, epoch: int) -> LesionData:
-        return self.chunk(epoch).data
+        """Epoch e trains on chunk e // repeats: each chunk is seen `repeats` times (with fresh
+        augmentation each time), so training is not starved when rendering is slower than it."""
+        c = epoch // self.repeats
+        if self._current is None or self._current[0] != c:
+            self._current = (c, self.chunk(c).data)
+        return self._current[1]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -103,7 +111,8 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
                     epoch_examples: int = 4096, val: LesionData | None = None, val_examples: int = 1000,
                     options: dict | None = None, init=None, device: str = "cpu", out=None,
                     resume: bool = False, quiet: bool = True, workers: int = 2,
-                    prevalence: float = WORLD_PREVALENCE, describe: dict | None = None):
+                    prevalence: float = WORLD_PREVALENCE, describe: dict | None = None,
+                    repeats: int = 1):
     """Fit `model_name` on `examples` streamed engine examples, `epoch_examples` per epoch."""
     from ..errors import InputError
     from .finetune import fit
@@ -114,7 +123,7 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
         raise InputError(f"--prevalence {prevalence} must lie strictly between 0 and 1")
     options = dict(options or {})
     options["epochs"] = int(math.ceil(examples / epoch_examples))
-    stream = EngineStream(config, seed, epoch_examples, workers)
+    stream = EngineStream(config, seed, epoch_examples, workers, repeats)
     try:
         if val is None:
             val = engine_validation(config, seed, val_examples, workers=1)
@@ -124,6 +133,7 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
         first = stream(0)  # seeds the rim probe; epoch 0 trains on it again (same chunk)
         record = {**(describe or {}), **val_kind, "engine_config": config.to_dict(), "engine_seed": seed,
                   "epoch_examples": epoch_examples, "examples_planned": options["epochs"] * epoch_examples,
+                  "chunk_repeats": int(repeats),
                   "engine_prevalence": float(first.y.mean()), "engine_rim_fraction": config.rim_fraction,
                   "prevalence_target": prevalence}
         model = fit(model_name, first, val, init=init, options=options, seed=seed, device=device, quiet=quiet,
@@ -132,6 +142,7 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
         stream.close()
     train_rec = model.card_extra["training"]
     train_rec["examples_seen"] = int(train_rec.get("epochs_run", 0)) * epoch_examples
+    train_rec["unique_examples"] = int(math.ceil(train_rec.get("epochs_run", 0) / max(int(repeats), 1))) * epoch_examples
     if out is not None:
         from . import distributed as ddp
 

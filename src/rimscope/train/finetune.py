@@ -38,7 +38,7 @@ TRAIN_DEFAULTS = {
     "loss": "focal", "gamma": 2.0, "sampler": "balanced", "supcon": True, "supcon_tau": 0.1,
     "supcon_init": 0.1, "augment": True, "offset_ppm": 0.01, "patience": 10,
     "threshold_rule": "f1", "min_sensitivity": 0.9, "rim_probe": True, "model": {},
-    "rim_loss_weight": 1.0,
+    "rim_loss_weight": 1.0, "max_minutes": 0.0,
 }
 
 
@@ -223,9 +223,10 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     dnet = ddp.wrap(net, device, find_unused=not opts["supcon"])
     xs_train = torch.from_numpy(train.x)
     ys_train = torch.from_numpy(train.y)
-    y_epoch = train.y
+    current = train
     bar = progress(range(state["epoch"], epochs), desc=f"train {model.name}", unit="epoch",
                    quiet=quiet or rank != 0)
+    t_start = time.time()
     for epoch in bar:
         if state["stopped"]:
             break
@@ -233,14 +234,14 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         torch.manual_seed(seed * 7919 + epoch + 1)  # dropout
         gen = torch.Generator().manual_seed(seed * 104729 + epoch)  # augmentation
         if epoch_data is not None:  # a fresh chunk per epoch: same (seed, epoch), same chunk
-            chunk = epoch_data(epoch)
-            xs_train, ys_train, y_epoch = torch.from_numpy(chunk.x), torch.from_numpy(chunk.y), chunk.y
-        idx = epoch_indices(y_epoch, epoch, seed, rank, world, opts["sampler"], bs)
+            current = epoch_data(epoch)
+            xs_train, ys_train = torch.from_numpy(current.x), torch.from_numpy(current.y)
+        idx = epoch_indices(current.y, epoch, seed, rank, world, opts["sampler"], bs)
         dnet.train()
         losses = []
         for b in range(0, len(idx), bs):
             bi = torch.from_numpy(idx[b:b + bs])
-            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(train, bi)
+            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(current, bi)
             if opts["augment"]:
                 xb, rb = augment_with_rim(xb, rb, gen, opts["offset_ppm"])
             xb, yb = xb.to(device), yb.to(device)
@@ -266,6 +267,10 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
                          best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         elif epoch + 1 - state["best_epoch"] >= opts["patience"]:
             state["stopped"] = True
+        if opts["max_minutes"] and (time.time() - t_start) / 60 >= float(opts["max_minutes"]):
+            log.info("max_minutes=%s reached after epoch %d", opts["max_minutes"], epoch + 1)
+            state["stopped"] = True
+            record["stopped_by"] = "max_minutes"
         state["stopped"] = ddp.broadcast_flag(state["stopped"])
         log.debug("epoch %s", entry)
         if out is not None and rank == 0:

@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--val-labels", default=None, help="--engine: labels of --val-cohort")
     p.add_argument("--val-examples", type=int, default=1000, help="--engine: held-out engine examples "
                    "when no --val-cohort")
+    p.add_argument("--chunk-repeats", type=int, default=1,
+                   help="--engine: epochs each rendered chunk is trained on (fresh augmentation each time)")
     p.add_argument("--engine-workers", type=int, default=2, help="--engine: rendering processes")
     p.add_argument("--prevalence", type=float, default=0.10, help="--engine: real-world Rim+ share "
                    "the probabilities are calibrated to")
