@@ -65,7 +65,7 @@ class EngineStream:
         return [(s, min(step, start + self.m - s)) for s in range(start, start + self.m, step)]
 
     def _submit(self, epoch: int) -> None:
-        if self.workers <= 1 or epoch in self._pending:
+        if epoch in self._pending:  # one worker still renders in the background, beside training
             return
         if self._pool is None:
             self._pool = engine_pool(self.config, self.workers)
@@ -73,7 +73,7 @@ class EngineStream:
                                 for s, n in self._parts(epoch)]
 
     def chunk(self, epoch: int) -> EngineChunk:
-        if self.workers > 1:
+        if self.workers >= 1:
             self._submit(epoch)
             parts = [r.get() for r in self._pending.pop(epoch)]
             self._submit(epoch + 1)
