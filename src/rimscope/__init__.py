@@ -3,7 +3,8 @@
 One Python function per command, keyword arguments as the CLI's options (rimscope.commands):
 `rimscope.predict(qsm, flair, lesions, model=None)` (one subject -> rows),
 `rimscope.evaluate(cohort=..., labels=..., out=...)`, `rimscope.train(cohort=..., labels=...,
-out=...)`, `rimscope.simulate(out=..., subjects=...)`, `rimscope.pretrain(cohort=..., out=...)`.
+out=...)`, `rimscope.train_engine(out=..., engine=None)` (`train --engine`), `rimscope.simulate(out=...,
+subjects=...)`, `rimscope.pretrain(cohort=..., out=...)`.
 """
 __version__ = "0.1.0"
 
@@ -18,6 +19,13 @@ def predict(qsm, flair, lesions, model=None, **kwargs):
 def pretrain(**kwargs):
     """`rimscope pretrain`; see :func:`rimscope.train.pretrain_command.pretrain`."""
     from .train.pretrain_command import pretrain as run
+
+    return run(**kwargs)
+
+
+def train_engine(**kwargs):
+    """`rimscope train --engine`; see :func:`rimscope.train.engine_command.train_engine`."""
+    from .train.engine_command import train_engine as run
 
     return run(**kwargs)
 

@@ -13,6 +13,7 @@ import importlib
 TARGETS = {
     "io": ("rimscope.bench.io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
     "simulate": ("rimscope.bench.simulate", "time and peak memory per simulated subject; difficulty"),
+    "engine": ("rimscope.bench.engine", "lesion-engine examples/s (1 and 2 workers), peak memory"),
     "models": ("rimscope.bench.models", "parameters, inference lesions/s, s per epoch, every model"),
     "predict": ("rimscope.bench.predict", "end-to-end seconds and peak memory per subject"),
 }

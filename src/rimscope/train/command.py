@@ -17,8 +17,11 @@ log = logging.getLogger("rimscope")
 def add_arguments(p) -> None:
     from ..models.registry import MODELS
 
-    p.add_argument("--cohort", required=True, help="manifest (.csv/.tsv) or BIDS folder")
-    p.add_argument("--labels", required=True, help="TSV subject, lesion_id, rim")
+    p.add_argument("--cohort", default=None, help="manifest (.csv/.tsv) or BIDS folder")
+    p.add_argument("--labels", default=None, help="TSV subject, lesion_id, rim")
+    from .engine_command import add_arguments as add_engine_arguments
+
+    add_engine_arguments(p)
     p.add_argument("--model", default="asymmetric", choices=list(MODELS))
     p.add_argument("--init", default=None, help="pre-trained folder (rimscope pretrain --out) or a model folder")
     p.add_argument("--out", required=True, help="model folder to write (card.json, weights.pt, checkpoint.pt)")
@@ -30,12 +33,17 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--cache-dir", default=None, help="patch cache (default OUT/.patch_cache)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
-    p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
 
 
 def run(args) -> int:
     from .options import parse_options
+
+    if args.engine is not None:  # `rimscope.train_engine`, its own function (train.engine_command)
+        from .engine_command import run as run_engine
+
+        return run_engine(args)
 
     model = train(cohort=args.cohort, labels=args.labels, out=args.out, model=args.model, init=args.init,
                   epochs=args.epochs, seed=args.seed, val_frac=args.val_frac, options=parse_options(args.option),
@@ -72,6 +80,8 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
     from .finetune import fit
     from .options import parse_choice, parse_training_options, with_epochs
 
+    if not cohort or not labels:
+        raise InputError("rimscope train needs --cohort and --labels (or --engine)")
     spec(model)
     parse_choice("--qsm-units", qsm_units, ("ppm", "ppb"))
     if qsm_units != "ppm":

@@ -21,6 +21,7 @@ class LesionData:
     lesion_id: np.ndarray  # (N,) int64
     volume_mm3: np.ndarray  # (N,) float
     flags: list = field(default_factory=list)  # (N,) list of str
+    rim: np.ndarray | None = None  # (N, S, S, S) rim voxel truth where known (the lesion engine)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -34,7 +35,8 @@ def subset(data: LesionData, mask) -> LesionData:
     """Rows selected by a boolean mask or an index array."""
     idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
     return LesionData(x=data.x[idx], y=data.y[idx], subject=data.subject[idx], lesion_id=data.lesion_id[idx],
-                      volume_mm3=data.volume_mm3[idx], flags=[data.flags[i] for i in idx])
+                      volume_mm3=data.volume_mm3[idx], flags=[data.flags[i] for i in idx],
+                      rim=None if data.rim is None else data.rim[idx])
 
 
 def concat(parts: list[LesionData]) -> LesionData:
@@ -42,7 +44,9 @@ def concat(parts: list[LesionData]) -> LesionData:
                       subject=np.concatenate([p.subject for p in parts]),
                       lesion_id=np.concatenate([p.lesion_id for p in parts]),
                       volume_mm3=np.concatenate([p.volume_mm3 for p in parts]),
-                      flags=[f for p in parts for f in p.flags])
+                      flags=[f for p in parts for f in p.flags],
+                      rim=(np.concatenate([p.rim for p in parts])
+                           if parts and all(p.rim is not None for p in parts) else None))
 
 
 def load_lesion_data(entries, labels: dict | None, config: PatchConfig | None = None, cache_dir=None,

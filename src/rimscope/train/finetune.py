@@ -39,9 +39,11 @@ log = logging.getLogger("rimscope")
 
 def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, init=None, options=None,
         seed: int = 0, device: str = "cpu", quiet: bool = True, out=None, resume: bool = False,
-        describe: dict | None = None):
+        describe: dict | None = None, epoch_data=None):
     """Fit `model_name` on the labelled lesions of `train`; early stopping and threshold on `val`.
-    `describe` (e.g. cohort and labels paths) is recorded in the card's training section."""
+    `describe` (e.g. cohort and labels paths) is recorded in the card's training section.
+    `epoch_data(epoch) -> LesionData`, if given, supplies each epoch's training lesions (a
+    streamed engine chunk, a pure function of the epoch); `train` then seeds the rim probe."""
     opts = parse_training_options(options, model_name)
     train = subset(train, train.y >= 0)
     val = subset(val, val.y >= 0) if val is not None else None
@@ -57,12 +59,14 @@ def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, in
     model = build(model_name, **opts["model"])
     if not is_neural(model_name):
         return _fit_classical(model, train, val, opts, seed, record, out)
-    return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record)
+    return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data)
 
 
 def _finish(model, val, opts, record, out, best_epoch=None):
     if is_neural(model.name):
-        model.calibration = prior_shift(record["n_train_pos"] / record["n_train"], opts)
+        # a streamed engine's prevalence is not the world's: the caller records the target
+        model.calibration = prior_shift(record.get("prevalence_target",
+                                                   record["n_train_pos"] / record["n_train"]), opts)
         record["calibration"] = list(model.calibration)
     if val is not None and len(val) and (val.y == 1).any():
         p = model.predict_proba(val.x)
@@ -163,7 +167,7 @@ def _val_score(model, val, device, entry: dict) -> float:
     return s["pr_auc"]
 
 
-def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record):
+def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data=None):
     rank, world, device = ddp.setup(device)
     net = model.net
     if init is not None:
@@ -203,20 +207,25 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     dnet = ddp.wrap(net, device, find_unused=not opts["supcon"])
     xs_train = torch.from_numpy(train.x)
     ys_train = torch.from_numpy(train.y)
+    current = train
     bar = progress(range(state["epoch"], epochs), desc=f"train {model.name}", unit="epoch",
                    quiet=quiet or rank != 0)
+    t_start = time.time()
     for epoch in bar:
         if state["stopped"]:
             break
         t0 = time.time()
         torch.manual_seed(seed * 7919 + epoch + 1)  # dropout
         gen = torch.Generator().manual_seed(seed * 104729 + epoch)  # augmentation
-        idx = epoch_indices(train.y, epoch, seed, rank, world, opts["sampler"], bs)
+        if epoch_data is not None:  # a fresh chunk per epoch: same (seed, epoch), same chunk
+            current = epoch_data(epoch)
+            xs_train, ys_train = torch.from_numpy(current.x), torch.from_numpy(current.y)
+        idx = epoch_indices(current.y, epoch, seed, rank, world, opts["sampler"], bs)
         dnet.train()
         losses = []
         for b in range(0, len(idx), bs):
             bi = torch.from_numpy(idx[b:b + bs])
-            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(train, bi)
+            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(current, bi)
             if opts["augment"]:
                 xb, rb = augment_with_rim(xb, rb, gen, opts["offset_ppm"])
             xb, yb = xb.to(device), yb.to(device)
@@ -242,6 +251,10 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
                          best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
         elif epoch + 1 - state["best_epoch"] >= opts["patience"]:
             state["stopped"] = True
+        if opts["max_minutes"] and (time.time() - t_start) / 60 >= float(opts["max_minutes"]):
+            log.info("max_minutes=%s reached after epoch %d", opts["max_minutes"], epoch + 1)
+            state["stopped"] = True
+            record["stopped_by"] = "max_minutes"
         state["stopped"] = ddp.broadcast_flag(state["stopped"])
         log.debug("epoch %s", entry)
         if out is not None and rank == 0:

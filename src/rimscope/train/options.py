@@ -18,6 +18,7 @@ TRAIN_DEFAULTS = {
     "supcon_init": 0.1, "augment": True, "offset_ppm": 0.01, "patience": 10,
     "threshold_rule": "f1", "min_sensitivity": 0.9, "rim_probe": True, "model": {},
     "rim_loss_weight": 1.0,  # the voxel rim loss (models with rim_head, data with rim truth)
+    "max_minutes": 0.0,  # stop after the epoch that passes this wall time (0: no limit)
 }
 TRAIN_CHOICES = {"loss": ("focal", "logit-adjusted", "bce"), "sampler": ("balanced", "sqrt", "natural"),
                  "threshold_rule": ("f1", "sensitivity")}

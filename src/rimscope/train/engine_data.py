@@ -1,0 +1,160 @@
+"""Streaming training on the lesion engine: `rimscope train --engine [CONFIG.json]`.
+
+No fixed data set: epoch e trains on a fresh chunk of M examples, render_batch(config, seed,
+e*M, M), a pure function of (seed, epoch), so `--resume` and DDP ranks replay exactly what an
+uninterrupted single run saw. The next chunk is rendered in background processes while the
+current epoch trains. Each chunk is wrapped as a LesionData and handed to the unchanged
+fine-tuning loop (balanced sampler, losses, SupCon, checkpoints, early stopping on validation
+PR AUC) through fit's `epoch_data` hook. Validation is a whole-brain simulated cohort when given
+(what users see), else a held-out engine chunk of another seed. The engine's Rim+ prevalence
+differs from the world's, so the card records both, and the prior shift targets the world's.
+Rim voxel truth travels with each chunk (EngineChunk.rim) for a later voxel loss.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..simulate.engine import EngineBatch, engine_pool, render_batch
+from ..simulate.engine_config import EngineConfig
+from .data import LesionData
+
+log = logging.getLogger("rimscope")
+
+VAL_SEED_OFFSET = 1_000_003  # a held-out engine chunk never shares examples with training
+WORLD_PREVALENCE = 0.10  # Rim+ share of lesions in MS cohorts (typically 5-15 %)
+
+
+@dataclass
+class EngineChunk:
+    data: LesionData
+    rim: np.ndarray  # (N, S, S, S) rim voxel truth on the patch grid
+    field: np.ndarray  # (N, S, S, S) local field patch (ppm)
+    meta: list
+
+
+def as_chunk(batch: EngineBatch, seed: int, start: int) -> EngineChunk:
+    n = len(batch.y)
+    data = LesionData(x=batch.x, y=batch.y.astype(np.int64),
+                      subject=np.array([f"engine-{seed}-{start + i}" for i in range(n)], dtype=object),
+                      lesion_id=np.arange(start, start + n, dtype=np.int64),
+                      volume_mm3=np.array([m["volume_mm3"] for m in batch.meta], float),
+                      flags=[list(m["flags"]) for m in batch.meta], rim=batch.rim)
+    return EngineChunk(data, batch.rim, batch.field, batch.meta)
+
+
+class EngineStream:
+    """epoch -> LesionData of that epoch's chunk; renders epoch+1 in the background meanwhile."""
+
+    def __init__(self, config: EngineConfig, seed: int, epoch_examples: int, workers: int = 2,
+                 repeats: int = 1):
+        self.config, self.seed, self.m = config, int(seed), int(epoch_examples)
+        self.repeats = max(int(repeats), 1)
+        self._current: tuple[int, LesionData] | None = None
+        self.workers = max(int(workers), 1)
+        self._pool = None
+        self._pending: dict = {}
+        self.examples_served = 0
+
+    def _parts(self, epoch: int):
+        start = epoch * self.m
+        step = math.ceil(self.m / self.workers)
+        return [(s, min(step, start + self.m - s)) for s in range(start, start + self.m, step)]
+
+    def _submit(self, epoch: int) -> None:
+        if epoch in self._pending:  # one worker still renders in the background, beside training
+            return
+        if self._pool is None:
+            self._pool = engine_pool(self.config, self.workers)
+        self._pending[epoch] = [self._pool.apply_async(render_batch, (self.config, self.seed, s, n))
+                                for s, n in self._parts(epoch)]
+
+    def chunk(self, epoch: int) -> EngineChunk:
+        if self.workers >= 1:
+            self._submit(epoch)
+            parts = [r.get() for r in self._pending.pop(epoch)]
+            self._submit(epoch + 1)
+            batch = EngineBatch(x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
+                                rim=np.concatenate([p.rim for p in parts]),
+                                field=np.concatenate([p.field for p in parts]),
+                                meta=[m for p in parts for m in p.meta])
+        else:
+            batch = render_batch(self.config, self.seed, epoch * self.m, self.m)
+        self.examples_served += len(batch.y)
+        return as_chunk(batch, self.seed, epoch * self.m)
+
+    def __call__(self, epoch: int) -> LesionData:
+        """Epoch e trains on chunk e // repeats: each chunk is seen `repeats` times (with fresh
+        augmentation each time), so training is not starved when rendering is slower than it."""
+        c = epoch // self.repeats
+        if self._current is None or self._current[0] != c:
+            self._current = (c, self.chunk(c).data)
+        return self._current[1]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+        self._pending.clear()
+
+
+def engine_validation(config: EngineConfig, seed: int, n: int, workers: int = 1) -> LesionData:
+    vseed = seed + VAL_SEED_OFFSET
+    return as_chunk(render_batch(config, vseed, 0, n, workers=workers), vseed, 0).data
+
+
+def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, examples: int = 200_000,
+                    epoch_examples: int = 4096, val: LesionData | None = None, val_examples: int = 1000,
+                    options: dict | None = None, init=None, device: str = "cpu", out=None,
+                    resume: bool = False, quiet: bool = True, workers: int = 2,
+                    prevalence: float = WORLD_PREVALENCE, describe: dict | None = None,
+                    repeats: int = 1):
+    """Fit `model_name` on `examples` streamed engine examples, `epoch_examples` per epoch."""
+    from ..errors import InputError
+    from .finetune import fit
+
+    if epoch_examples < 8 or examples < epoch_examples:
+        raise InputError(f"--epoch-examples {epoch_examples} must be >= 8 and <= --examples {examples}")
+    if not 0 < prevalence < 1:
+        raise InputError(f"--prevalence {prevalence} must lie strictly between 0 and 1")
+    options = dict(options or {})
+    options["epochs"] = int(math.ceil(examples / epoch_examples))
+    stream = EngineStream(config, seed, epoch_examples, workers, repeats)
+    try:
+        if val is None:
+            val = engine_validation(config, seed, val_examples, workers=1)
+            val_kind = {"validation": "engine", "val_seed": seed + VAL_SEED_OFFSET, "n_val": val_examples}
+        else:
+            val_kind = {"validation": "cohort"}
+        first = stream(0)  # seeds the rim probe; epoch 0 trains on it again (same chunk)
+        record = {**(describe or {}), **val_kind, "engine_config": config.to_dict(), "engine_seed": seed,
+                  "epoch_examples": epoch_examples, "examples_planned": options["epochs"] * epoch_examples,
+                  "chunk_repeats": int(repeats),
+                  "engine_prevalence": float(first.y.mean()), "engine_rim_fraction": config.rim_fraction,
+                  "prevalence_target": prevalence}
+        model = fit(model_name, first, val, init=init, options=options, seed=seed, device=device, quiet=quiet,
+                    out=out, resume=resume, describe=record, epoch_data=_cached_first(stream, first))
+    finally:
+        stream.close()
+    train_rec = model.card_extra["training"]
+    train_rec["examples_seen"] = int(train_rec.get("epochs_run", 0)) * epoch_examples
+    train_rec["unique_examples"] = int(math.ceil(train_rec.get("epochs_run", 0) / max(int(repeats), 1))) * epoch_examples
+    if out is not None:
+        from . import distributed as ddp
+
+        if ddp.is_main():
+            from ..models.card import save_model
+
+            save_model(model, out)  # again, now with examples_seen in the card
+    return model
+
+
+def _cached_first(stream: EngineStream, first: LesionData):
+    """The hook: epoch 0 reuses the chunk already rendered for the probe."""
+    def epoch_data(epoch: int) -> LesionData:
+        return first if epoch == 0 else stream(epoch)
+    return epoch_data
