@@ -87,10 +87,10 @@ def test_too_large_a_grid_is_refused_from_the_header_alone(tmp_path, arrays, mon
     not for being unreadable (the data were never read)."""
     import gzip
 
-    import rimscope.io as rio
+    import rimscope.io.images as rio_images
 
     qsm, flair, les = arrays
-    monkeypatch.setattr(rio, "MAX_VOXELS", qsm.size - 1)
+    monkeypatch.setattr(rio_images, "MAX_VOXELS", qsm.size - 1)
     buf = gzip.compress(nib.Nifti1Image(qsm, np.eye(4)).to_bytes())
     cut = tmp_path / "sub-01_qsm.nii.gz"
     cut.write_bytes(buf[: len(buf) // 3])
@@ -98,6 +98,6 @@ def test_too_large_a_grid_is_refused_from_the_header_alone(tmp_path, arrays, mon
     with pytest.raises(InputError, match="M voxels, above rimscope's limit") as e:
         load_subject(*paths)
     assert e.value.path == str(cut)
-    monkeypatch.setattr(rio, "MAX_VOXELS", qsm.size)
+    monkeypatch.setattr(rio_images, "MAX_VOXELS", qsm.size)
     with pytest.raises(InputError, match="cannot read qsm"):
         load_subject(*paths)
