@@ -126,17 +126,25 @@ class SimConfig:
             raise InputError(f"model_mm {self.model_mm} must be within 0.3..1.0", path)
 
 
-def load_config(path=None) -> SimConfig:
-    """Defaults, or defaults overridden by the keys of a JSON file."""
-    if path is None:
-        return SimConfig()
+def read_json_object(path, what: str = "config") -> dict:
+    """A JSON file holding one object {key: value}; any other file is a one-line InputError
+    naming `what` (the simulator's and the lesion engine's configs)."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError("config file not found; give an existing JSON file", p) from None
+        raise InputError(f"{what} file not found; give an existing JSON file", p) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"config is not valid JSON ({exc}); fix the file", p) from None
+        raise InputError(f"{what} is not valid JSON ({str(exc).splitlines()[0]}); fix the file", p) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} ({exc.strerror}); give a readable JSON file", p) from None
     if not isinstance(data, dict):
-        raise InputError("config must be a JSON object {key: value}", p)
-    return SimConfig.from_dict(data, p)
+        raise InputError(f"{what} must be a JSON object {{key: value}}", p)
+    return data
+
+
+def load_config(path=None) -> SimConfig:
+    """Defaults, or defaults overridden by the keys of a JSON file."""
+    if path is None:
+        return SimConfig()
+    return SimConfig.from_dict(read_json_object(path), Path(path))

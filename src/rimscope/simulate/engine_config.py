@@ -8,7 +8,6 @@ Ranges are [low, high] drawn uniformly per example; probabilities are per exampl
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -153,17 +152,6 @@ def load_engine_config(path=None) -> EngineConfig:
     """Defaults, or defaults overridden by the keys of a JSON file (unknown keys refused)."""
     if path is None:
         return EngineConfig()
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("engine config file not found; give an existing JSON file", p) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"engine config is not valid JSON ({str(exc).splitlines()[0]}); fix the "
-                         "file", p) from None
-    except OSError as exc:
-        raise InputError(f"cannot read engine config ({exc.strerror}); give a readable JSON file",
-                         p) from None
-    if not isinstance(data, dict):
-        raise InputError("engine config must be a JSON object {key: value}", p)
-    return EngineConfig.from_dict(data, p)
+    from .config import read_json_object
+
+    return EngineConfig.from_dict(read_json_object(path, "engine config"), Path(path))
