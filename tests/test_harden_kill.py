@@ -138,3 +138,23 @@ def test_sigterm_from_outside(setup, tmp_path):
     assert _temps(out) == []
     for d in out.glob("sub-*"):
         assert (d / ".rimscope-done.json").exists(), d
+
+
+def test_sigterm_inside_a_finalizer_still_terminates(capsys):
+    """A SIGTERM landing in a __del__ (nibabel has some) is not lost as 'Exception ignored': it
+    is raised again once the finalizer is done."""
+    from rimscope.runtime import Terminated, sigterm_as_interrupt
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # the handler runs here, inside the finalizer
+
+    with pytest.raises(Terminated):
+        with sigterm_as_interrupt():
+            x = Finalised()
+            del x
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                sum(range(1000))
+    assert "Exception ignored" not in capsys.readouterr().err

@@ -263,8 +263,22 @@ def sigterm_as_interrupt():
     def _raise(signum, frame):
         raise Terminated()
 
+    def _unraisable(info):
+        # a SIGTERM that lands inside a finalizer (__del__) cannot propagate: Python would print
+        # "Exception ignored" with a traceback and carry on. Deliver it again, outside the finalizer.
+        if isinstance(info.exc_value, Terminated):
+            signal.setitimer(signal.ITIMER_REAL, 0.01)  # SIGALRM raises it once this hook returns
+            return
+        hook(info)
+
+    hook = sys.unraisablehook
     previous = signal.signal(signal.SIGTERM, _raise)
+    previous_alarm = signal.signal(signal.SIGALRM, _raise)
+    sys.unraisablehook = _unraisable
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        sys.unraisablehook = hook
