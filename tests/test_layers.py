@@ -22,6 +22,7 @@ STAGES = [
     {"grids"},  # voxel grids, orientation, resampling
     {"lesions"},  # label images as arrays: components, geometry, rim regions (io numbers masks with it)
     {"io"},  # load, validate, canonicalise, write back
+    {"cohort_bids"},  # BIDS/QSMxT file names: entities, the main-map rule, filters
     {"cohort"},  # where the inputs are: manifests, BIDS, single subjects, labels, fingerprints
     {"patches"},  # lesion-centred patches, the patch cache
     {"simulate"},  # simulated cohorts and their truth
