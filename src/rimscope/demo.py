@@ -43,9 +43,10 @@ def score(pred_dir: Path, labels: dict) -> dict:
 
     threshold = json.loads((pred_dir / "run.json").read_text())["model"]["threshold"]
     y, p = [], []
-    for tsv in sorted(pred_dir.glob("sub-*/sub-*_lesions.tsv")):
-        sid = tsv.parent.name.removeprefix("sub-")
-        for row in read_tsv(tsv):
+    from .inference.outputs import finished, find_lesions_tsv
+
+    for sid in finished(pred_dir):
+        for row in read_tsv(find_lesions_tsv(pred_dir, sid)):
             key = (sid, int(row["lesion_id"]))
             if key in labels:
                 y.append(labels[key])

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import load_subject
 from ..runtime import progress, write_json_atomic
 from .api import rate_subject
-from .outputs import stamp_path, write_subject
+from .outputs import sources, stamp_path, write_subject
 
 log = logging.getLogger("rimscope")
 
@@ -66,7 +66,9 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
     """Predict every entry; returns the run record (failures listed, the batch goes on)."""
     out.mkdir(parents=True, exist_ok=True)
     sha = card.weights_sha256 if card is not None else model.name
-    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {}}
+    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {},
+              "inputs": {e.subject: {"files": {k: str(v) for k, v in e.paths().items()}, "why": e.why}
+                         for e in entries}}
     for entry in progress(entries, desc="predict", unit="subject", quiet=options.quiet):
         stamp = subject_stamp(entry, sha, options)
         if is_done(out, entry, stamp):
@@ -76,7 +78,8 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
         try:
             subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units, **entry.paths())
             rows = rate_subject(subject, model, device, options.b0_dir)
-            info = write_subject(subject, rows, out, options.report)
+            info = write_subject(subject, rows, out, options.report,
+                                 sources(entry.paths(), out, entry.bids_root))
         except InputError as exc:
             log.error("%s: %s", entry.subject, exc)
             record["failures"].append({"subject": entry.subject, "error": str(exc)})
