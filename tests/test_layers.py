@@ -18,7 +18,7 @@ PKG = SRC / "rimscope"
 
 STAGES = [
     {"errors"},  # ground floor: the one user-error type...
-    {"runtime", "metrics", "commands", "weights"},  # ...logging, atomic writes, metrics, shipped weights
+    {"runtime", "metrics", "commands", "weights", "flags"},  # ...logging, atomic writes, metrics, shipped weights
     {"grids"},  # voxel grids, orientation, resampling
     {"lesions"},  # label images as arrays: components, geometry, rim regions (io numbers masks with it)
     {"io"},  # load, validate, canonicalise, write back

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..cohort import discover
+from ..errors import InputError
+from ..flags import add_input, add_output
 from ..runtime import resolve_device, versions, write_json_atomic
 from .api import resolve_model_card
 from .batch import BatchOptions, run_batch
@@ -21,8 +23,8 @@ from .outputs import summary_rows, write_description, write_summary
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-i", "--input", help="subject folder, manifest (.csv/.tsv) or BIDS folder")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    add_input(p, "subject folder, manifest (.csv/.tsv) or BIDS folder")
+    add_output(p, "output folder (a BIDS derivatives dataset)", required=True)
     p.add_argument("-m", "--model", default=None, help="shipped model name or folder with card.json "
                    "(default: the shipped default model)")
     p.add_argument("-d", "--device", default="auto", help="auto|cpu|cuda")
@@ -37,16 +39,28 @@ def add_arguments(p) -> None:
     p.add_argument("--subjects", nargs="+", metavar="LABEL", help="rate only these subjects (sub- optional)")
     p.add_argument("--sessions", nargs="+", metavar="LABEL", help="rate only these sessions (ses- optional)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
+    p.add_argument("--bids-app", choices=("participant", "group"), default=None,
+                   help="BIDS App level (also: rimscope BIDS_DIR OUT_DIR participant|group); participant: "
+                   "no summary.tsv (jobs share OUT); group: summary.tsv of every finished participant")
     p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="B0 direction in world coordinates (default: scanner z)")
 
 
 def run(args) -> int:
+    if args.bids_app == "group":
+        rows = write_summary(Path(args.output))
+        if not rows:
+            raise InputError("no finished participant in OUT; run the participant level first", args.output)
+        print(f"rimscope: group: {len(rows)} participants, {sum(int(r['n_rim']) for r in rows)} Rim+ of "
+              f"{sum(int(r['n_lesions']) for r in rows)} lesions. Results: {Path(args.output).resolve()}/summary.tsv",
+              file=sys.stderr)
+        return 0
     record = predict_cohort(input=args.input, output=args.output, model=args.model, device=args.device,
                             report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
                             lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
                             session=args.session, subjects=args.subjects, sessions=args.sessions,
-                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet)
+                            qsm_units=args.qsm_units, b0_dir=args.b0_dir, quiet=args.quiet,
+                            summary=args.bids_app != "participant")
     summary, n_fail = [r for r in record["summary"] if r["status"] == "ok"], len(record["failures"])
     print(f"rimscope: {len(record['done'])} subjects rated, {len(record['skipped'])} already done, "
           f"{n_fail} failed; {sum(r['n_rim'] for r in summary)} Rim+ of "
