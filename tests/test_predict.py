@@ -98,8 +98,22 @@ def test_python_api(tmp_path, model_dir):
     p = write_subject(tmp_path)
     rows = rimscope.predict(str(p["qsm"]), nib.load(str(p["flair"])), str(p["lesions"]),
                             model=str(model_dir), device="cpu")
-    assert [r["lesion_id"] for r in rows] == [1, 2, 3, 4]
+    assert [r["lesion_id"] for r in rows] == [1, 2, 3, 4]  # iterable as the old list of dicts
     assert all(0.0 <= r["rim_probability"] <= 1.0 for r in rows)
+    assert len(rows) == 4 and rows[0] == rows.records[0]
+    src = nib.load(str(p["qsm"]))
+    prob = rows.images["probseg"]
+    assert prob.shape == src.shape and np.allclose(prob.affine, src.affine, atol=1e-5)
+    les = np.asanyarray(nib.load(str(p["lesions"])).dataobj)
+    got = {int(v): float(np.asanyarray(prob.dataobj)[les == v].max()) for v in np.unique(les) if v}
+    assert got == pytest.approx({r["lesion_id"]: r["rim_probability"] for r in rows}, abs=1e-4)
+    assert set(np.unique(np.asanyarray(rows.images["dseg"].dataobj))) <= {0, 1, 2}
+    assert isinstance(rows.warnings, list)
+    try:
+        import pandas  # noqa: F401
+        assert list(rows.table["lesion_id"]) == [1, 2, 3, 4]
+    except ImportError:
+        assert rows.table == rows.records
 
 
 def test_batch_goes_on_and_lists_failures(tmp_path, model_dir):
