@@ -1,9 +1,10 @@
 """The Python API of prediction: which model (`resolve_model_card`), one loaded subject to its
 lesion rows (`rate_subject`, the single path from patches to probabilities), and
-`predict_subject` (what `rimscope.predict` calls).
+`predict_subject` (what `rimscope.predict` calls, returning a `PredictResult`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,54 @@ def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> l
     return rows
 
 
+@dataclass
+class PredictResult:
+    """What `rimscope.predict` returns (as TotalSegmentator returns its image):
+
+    - `records`: one dict per lesion (the columns of the lesions TSV);
+    - `table`: the same as a pandas DataFrame when pandas is importable, else `records`;
+    - `images`: {"probseg", "dseg"} nibabel images on the QSM's original grid (the files
+      `rimscope predict` writes), e.g. `result.images["probseg"].to_filename("p.nii.gz")`;
+    - `warnings`: what loading the inputs noticed (resampling, units, ...).
+
+    Iterating, `len()` and indexing go over `records`, as the list of dicts returned before.
+    """
+
+    records: list
+    images: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def table(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            return self.records
+        from .outputs import LESION_COLUMNS
+
+        return pd.DataFrame(self.records, columns=LESION_COLUMNS)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+
 def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str = "auto",
                     subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None,
-                    lesion_label: int | None = None) -> list[dict]:
-    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts.
-    `lesion_label` takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG)."""
+                    lesion_label: int | None = None) -> PredictResult:
+    """Python API: rate every lesion of one subject (paths or nibabel images) → PredictResult
+    (`.table`, `.records`, `.images`, `.warnings`; iterable over the lesion dicts). `lesion_label`
+    takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG)."""
+    from .outputs import images
+
     device = resolve_device(device)
     model = resolve_model(model, device)
     subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
                            qsm_units=qsm_units, lesion_label=lesion_label)
-    return rate_subject(subject, model, device, b0_dir)
+    rows = rate_subject(subject, model, device, b0_dir)
+    return PredictResult(rows, images(subject, rows), list(subject.warnings))

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io import load_subject
 from ..runtime import progress, write_json_atomic
 from .api import rate_subject
-from .outputs import discard_subject, stamp_path, write_subject
+from .outputs import discard_subject, sources, stamp_path, write_subject
 
 log = logging.getLogger("rimscope")
 
@@ -69,7 +69,9 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
     """Predict every entry; returns the run record (failures listed, the batch goes on)."""
     out.mkdir(parents=True, exist_ok=True)
     sha = card.weights_sha256 if card is not None else model.name
-    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {}}
+    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {},
+              "inputs": {e.subject: {"files": {k: str(v) for k, v in e.paths().items()}, "why": e.why}
+                         for e in entries}}
     for entry in progress(entries, desc="predict", unit="subject", quiet=options.quiet):
         stamp = subject_stamp(entry, sha, options)
         if is_done(out, entry, stamp):
@@ -81,7 +83,8 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
                                    lesion_label=options.lesion_label, **entry.paths())
             rows = rate_subject(subject, model, device, options.b0_dir)
             discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
-            info = write_subject(subject, rows, out, options.report, model=model)
+            info = write_subject(subject, rows, out, options.report,
+                                 sources(entry.paths(), out, entry.bids_root), model=model)
             dt = time.perf_counter() - t0
             write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})
         except InputError as exc:  # listed once at the end of the run
