@@ -29,7 +29,8 @@ def test_bids_derivatives_out(tmp_path, model_dir):  # noqa: F811
     anat = out / "sub-01" / "ses-pre" / "anat"
     names = sorted(p.name for p in anat.iterdir() if not p.name.startswith("."))
     assert names == ["sub-01_ses-pre_desc-rim_dseg.json", "sub-01_ses-pre_desc-rim_dseg.nii.gz",
-                     "sub-01_ses-pre_desc-rim_dseg.tsv", "sub-01_ses-pre_desc-rim_probseg.json",
+                     "sub-01_ses-pre_desc-rim_dseg.tsv", "sub-01_ses-pre_desc-rim_mask.json",
+                     "sub-01_ses-pre_desc-rim_mask.nii.gz", "sub-01_ses-pre_desc-rim_probseg.json",
                      "sub-01_ses-pre_desc-rim_probseg.nii.gz", "sub-01_ses-pre_lesions.json",
                      "sub-01_ses-pre_lesions.tsv"]
     side = json.loads((anat / "sub-01_ses-pre_desc-rim_probseg.json").read_text())

@@ -229,7 +229,9 @@ def write_tsv_atomic(path, rows: list[dict], columns: list[str] | None = None) -
         cells = []
         for c in columns:
             v = row.get(c, "")
-            if isinstance(v, float):
+            if v is None:  # an empty cell (e.g. rim columns of a lesion without a rim)
+                v = ""
+            elif isinstance(v, float):
                 v = f"{v:.6g}"
             cells.append(str(v))
         lines.append("\t".join(cells))

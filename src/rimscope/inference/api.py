@@ -41,20 +41,29 @@ def resolve_model(model=None, device: str = "cpu"):
 
 
 def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> list[dict]:
-    """Per-lesion rows (the lesions TSV) of a loaded subject."""
+    """Per-lesion rows (the lesions TSV, rim columns included) of a loaded subject."""
+    return rate_subject_rims(subject, model, device, b0_dir)[0]
+
+
+def rate_subject_rims(subject: Subject, model, device: str = "cpu", b0_dir=None):
+    """(rows, SubjectRims): the lesions TSV rows and the rim segmentation they were measured on,
+    from one forward pass (`model.predict_with_rims`: the voxel head's output when it has one)."""
+    from .rims import subject_rims
+
     config = model.patch_config  # the model's own patch geometry (from its card): train and predict share it
     if b0_dir is not None:
         config = PatchConfig(size=config.size, spacing_mm=config.spacing_mm, b0_dir=tuple(b0_dir))
     ps = extract_patches(subject, config)
-    prob = model.predict_proba(ps.x, device=device) if len(ps) else np.zeros(0)
+    prob, rim_proba = model.predict_with_rims(ps.x, device=device) if len(ps) else (np.zeros(0), None)
+    rims = subject_rims(subject, ps.lesions, rim_proba, config)
     rows = []
     for les, p, flags in zip(ps.lesions, prob, ps.flags):
         x, y, z = (float(v) for v in les.centroid_mm)
         rows.append({"lesion_id": les.id, "n_voxels": les.n_voxels, "volume_mm3": round(les.volume_mm3, 3),
                      "x_mm": round(x, 2), "y_mm": round(y, 2), "z_mm": round(z, 2),
                      "rim_probability": round(float(p), 4), "rim": int(p >= model.threshold),
-                     "flags": ",".join(flags)})
-    return rows
+                     **rims.columns[les.id], "flags": ",".join(flags)})
+    return rows, rims
 
 
 @dataclass
@@ -63,8 +72,10 @@ class PredictResult:
 
     - `records`: one dict per lesion (the columns of the lesions TSV);
     - `table`: the same as a pandas DataFrame when pandas is importable, else `records`;
-    - `images`: {"probseg", "dseg"} nibabel images on the QSM's original grid (the files
-      `rimscope predict` writes), e.g. `result.images["probseg"].to_filename("p.nii.gz")`;
+    - `images`: {"probseg", "dseg", "rim_mask"[, "rimvoxel_probseg"]} nibabel images on the QSM's
+      original grid (the files `rimscope predict` writes), e.g.
+      `result.images["probseg"].to_filename("p.nii.gz")`;
+    - `rim_segmentation`: how the rim mask was made (the model's voxel head or the analytic rule);
     - `warnings`: what loading the inputs noticed (resampling, units, ...).
 
     Iterating, `len()` and indexing go over `records`, as the list of dicts returned before.
@@ -73,6 +84,7 @@ class PredictResult:
     records: list
     images: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    rim_segmentation: str = ""
 
     @property
     def table(self):
@@ -106,5 +118,5 @@ def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str
     model = resolve_model(model, device)
     subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
                            qsm_units=qsm_units, lesion_label=lesion_label)
-    rows = rate_subject(subject, model, device, b0_dir)
-    return PredictResult(rows, images(subject, rows), list(subject.warnings))
+    rows, rims = rate_subject_rims(subject, model, device, b0_dir)
+    return PredictResult(rows, images(subject, rows, rims), list(subject.warnings), rims.method)

@@ -16,7 +16,7 @@ from ..cohort import SubjectEntry, fingerprint
 from ..errors import InputError
 from ..io import load_subject
 from ..runtime import progress, write_json_atomic
-from .api import rate_subject
+from .api import rate_subject_rims
 from .outputs import discard_subject, sources, stamp_path, write_subject
 
 log = logging.getLogger("rimscope")
@@ -81,9 +81,9 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
         try:
             subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units,
                                    lesion_label=options.lesion_label, **entry.paths())
-            rows = rate_subject(subject, model, device, options.b0_dir)
+            rows, rims = rate_subject_rims(subject, model, device, options.b0_dir)
             discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
-            info = write_subject(subject, rows, out, options.report,
+            info = write_subject(subject, rows, out, rims, options.report,
                                  sources(entry.paths(), out, entry.bids_root), model=model)
             dt = time.perf_counter() - t0
             write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})

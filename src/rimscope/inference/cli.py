@@ -20,6 +20,7 @@ from .api import resolve_model_card
 from .batch import BatchOptions, run_batch
 from .batch import shard as batch_shard
 from .outputs import summary_rows, write_description, write_summary
+from .rims import rim_method
 
 
 def add_arguments(p) -> None:
@@ -125,6 +126,7 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
            "started_utc": started.isoformat(timespec="seconds"), "versions": versions(), "device": device,
            "model": {"name": net.name, "path": str(card.path.parent) if card else None,
                      "sha256": sha, "threshold": net.threshold},
+           "rim_segmentation": rim_method(net),
            "n_subjects": len(entries) + len(problems), **record,
            "total_seconds": round(time.perf_counter() - t0, 3)}
     write_run_record(out, run, started, "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json")

@@ -5,6 +5,8 @@ descriptions), the completion stamp and `summary.tsv` (review.catalog reads them
     OUT/dataset_description.json, .bidsignore, summary.tsv, run.json, runs/<UTC>-<hash>.json
     OUT/sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_acq-…][_run-…]_desc-rim_probseg.nii.gz (+ .json)
                                                           …_desc-rim_dseg.nii.gz (+ .json, .tsv)
+                                                          …_desc-rim_mask.nii.gz (+ .json)
+                                                          …_desc-rimvoxel_probseg.nii.gz (+ .json; voxel head)
                                                           …_lesions.tsv (+ .json)
     OUT/sub-<s>/sub-<s>[_ses-<t>…]_report.html   (with --report)
 
@@ -21,10 +23,12 @@ import numpy as np
 
 from ..cohort_bids import ORDER, id_entities
 from ..io import Subject, save_atomic
+from ..rim_measures import COLUMNS as RIM_COLUMNS
 from ..runtime import read_tsv, write_json_atomic, write_text_atomic, write_tsv_atomic
 
 LESION_COLUMNS = ["lesion_id", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm", "rim_probability", "rim",
-                  "flags"]
+                  *RIM_COLUMNS, "flags"]
+_RIM_EMPTY = " Empty where no rim voxel was found."
 LESION_SIDECAR = {
     "lesion_id": {"Description": "lesion label in the lesion map, after numbering connected components"},
     "n_voxels": {"Description": "lesion size on the QSM grid", "Units": "voxels"},
@@ -35,6 +39,16 @@ LESION_SIDECAR = {
     "rim_probability": {"Description": "probability of a paramagnetic rim (PRL)", "Units": "arbitrary"},
     "rim": {"Description": "1 if rim_probability >= the model's operating threshold",
             "Levels": {"0": "Rim-", "1": "Rim+"}},
+    "rim_susceptibility_ppb": {"Description": "mean QSM over the lesion's rim voxels (desc-rim_mask) minus the "
+                               "local surround (median QSM 2-5 mm outside the lesion, without lesions or "
+                               "rims)." + _RIM_EMPTY, "Units": "ppb"},
+    "rim_volume_mm3": {"Description": "volume of the lesion's rim voxels." + _RIM_EMPTY, "Units": "mm^3"},
+    "rim_coverage": {"Description": "fraction of the lesion edge the rim covers (each rim voxel covers its "
+                     "nearest edge voxel; the NAIMS criterion is >= 2/3)." + _RIM_EMPTY, "Units": "fraction (0-1)"},
+    "rim_thickness_mm": {"Description": "rim volume / (coverage x area of the surface at the rim's mean "
+                         "depth)." + _RIM_EMPTY, "Units": "mm"},
+    "core_susceptibility_ppb": {"Description": "mean QSM over the lesion's non-rim voxels deeper than 1 mm "
+                                "minus the local surround (given for every lesion)", "Units": "ppb"},
     "flags": {"Description": "comma-separated quality flags (e.g. touches the edge of the brain)"},
 }
 SUMMARY_COLUMNS = ["subject", "n_lesions", "n_rim", "expected_n_rim", "max_probability", "status"]
@@ -104,13 +118,17 @@ def write_description(out, model_name: str, model_sha: str | None, version: str,
 
 
 IMAGE_ENDS = ("_lesions.tsv", "_lesions.json", "_desc-rim_probseg.nii.gz", "_desc-rim_probseg.json",
-              "_desc-rim_dseg.nii.gz", "_desc-rim_dseg.json", "_desc-rim_dseg.tsv")
+              "_desc-rim_dseg.nii.gz", "_desc-rim_dseg.json", "_desc-rim_dseg.tsv", "_desc-rim_mask.nii.gz",
+              "_desc-rim_mask.json")
+VOXEL_ENDS = ("_desc-rimvoxel_probseg.nii.gz", "_desc-rimvoxel_probseg.json")  # models with a voxel head
 
 
-def subject_files(out, subject: str, report: bool = True) -> list[Path]:
-    """Every file write_subject writes for one entry (the report only with `report`)."""
+def subject_files(out, subject: str, report: bool = True, voxel: bool = True) -> list[Path]:
+    """Every file write_subject writes for one entry (the report only with `report`, the voxel
+    probability map only with `voxel`)."""
     pre = subject_dir(out, subject) / prefix(subject)
-    return [Path(f"{pre}{end}") for end in IMAGE_ENDS] + ([report_path(out, subject)] if report else [])
+    ends = IMAGE_ENDS + (VOXEL_ENDS if voxel else ())
+    return [Path(f"{pre}{end}") for end in ends] + ([report_path(out, subject)] if report else [])
 
 
 def discard_subject(out, subject: str) -> None:
@@ -139,21 +157,27 @@ def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return lut_p[subject.lesions], lut_d[subject.lesions]
 
 
-def images(subject: Subject, rows: list[dict]) -> dict:
-    """{"probseg", "dseg"}: nibabel images on the subject's original grid."""
+def images(subject: Subject, rows: list[dict], rims) -> dict:
+    """{"probseg", "dseg", "rim_mask"[, "rimvoxel_probseg"]}: nibabel images on the subject's
+    original grid (`rims`: inference.rims.SubjectRims)."""
     prob, dseg = paint(subject, rows)
-    return {"probseg": subject.original_image(prob, np.float32), "dseg": subject.original_image(dseg, np.uint8)}
+    out = {"probseg": subject.original_image(prob, np.float32), "dseg": subject.original_image(dseg, np.uint8),
+           "rim_mask": subject.original_image(rims.mask.astype(np.uint8), np.uint8)}
+    if rims.prob is not None:
+        out["rimvoxel_probseg"] = subject.original_image(rims.prob, np.float32)
+    return out
 
 
-def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False,
+def write_subject(subject: Subject, rows: list[dict], out_dir: Path, rims, report: bool = False,
                   sources: list | None = None, model=None) -> dict:
-    """All files of one subject, atomically (the batch writes the stamp after them); `model` gives
-    the report its name and operating threshold."""
+    """All files of one subject, atomically (the batch writes the stamp after them); `rims`
+    (inference.rims.SubjectRims) gives the rim mask, `model` the report's name and operating
+    threshold."""
     d = subject_dir(out_dir, subject.id)
     d.mkdir(parents=True, exist_ok=True)
     pre = d / prefix(subject.id)
     src = {"Sources": list(sources)} if sources else {}
-    imgs = images(subject, rows)
+    imgs = images(subject, rows, rims)
     save_atomic(imgs["probseg"], f"{pre}_desc-rim_probseg.nii.gz")
     write_json_atomic(f"{pre}_desc-rim_probseg.json", {
         "Description": "probability of a paramagnetic rim, painted over each lesion", **src})
@@ -161,13 +185,24 @@ def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: boo
     write_json_atomic(f"{pre}_desc-rim_dseg.json", {
         "Description": "lesions called Rim- (1) or Rim+ (2) at the model's operating threshold", **src})
     write_text_atomic(f"{pre}_desc-rim_dseg.tsv", DSEG_TSV)
+    how = {"rim_segmentation": rims.method}
+    save_atomic(imgs["rim_mask"], f"{pre}_desc-rim_mask.nii.gz")
+    write_json_atomic(f"{pre}_desc-rim_mask.json", {
+        "Description": "rim voxels (1) of every lesion; the lesions table's rim columns are measured on them",
+        **how, **src})
+    if "rimvoxel_probseg" in imgs:
+        save_atomic(imgs["rimvoxel_probseg"], f"{pre}_desc-rimvoxel_probseg.nii.gz")
+        write_json_atomic(f"{pre}_desc-rimvoxel_probseg.json", {
+            "Description": "voxel probability of belonging to a rim (the model's voxel head); the rim "
+                           "mask is p >= 0.5", **how, **src})
     write_tsv_atomic(lesions_tsv(out_dir, subject.id), rows, LESION_COLUMNS)
     write_json_atomic(f"{pre}_lesions.json", {**LESION_SIDECAR, **src})
     if report:
         from .report import write_report
 
-        write_report(subject, rows, report_path(out_dir, subject.id), model=model)
-    files = [p.relative_to(out_dir).as_posix() for p in subject_files(out_dir, subject.id, report)]
+        write_report(subject, rows, report_path(out_dir, subject.id), model=model, rim_mask=rims.mask)
+    files = [p.relative_to(out_dir).as_posix()
+             for p in subject_files(out_dir, subject.id, report, voxel="rimvoxel_probseg" in imgs)]
     return {"files": files}
 
 

@@ -41,6 +41,16 @@ class RimModel(ABC):
     def predict(self, x, device: str = "cpu") -> np.ndarray:
         return (self.predict_proba(x, device) >= self.threshold).astype(np.int64)
 
+    @property
+    def has_voxel_head(self) -> bool:
+        """Whether predict_with_rims gives voxel rim probabilities (a network's rim head)."""
+        return False
+
+    def predict_with_rims(self, x, device: str = "cpu", batch_size: int = 64):
+        """(proba (N,), rim_proba (N, S, S, S) voxel probabilities in patch space, or None for a
+        model without a voxel head), from one pass over the patches."""
+        return self.predict_proba(x, device, batch_size), None
+
     @abstractmethod
     def _proba(self, x, device, batch_size):
         """(N, 4, S, S, S) float32 patches -> (N,) probabilities."""
@@ -65,15 +75,37 @@ class NeuralRimModel(RimModel):
         # and per-subject expected Rim+ counts meaningless. Monotone: rankings are unchanged.
         self.calibration = (1.0, 0.0)
 
-    def _proba(self, x, device, batch_size):
+    @property
+    def has_voxel_head(self) -> bool:
+        return getattr(self.net, "rim_decoder", None) is not None
+
+    def _forward(self, x, device, batch_size, rims: bool):
+        """Calibrated probabilities and, with `rims` and a voxel head, the sigmoid of the voxel
+        rim logits, batch by batch in one pass."""
         net = self.net.to(device).eval()
-        out = []
+        logits, voxels = [], []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[i:i + batch_size]).to(device)
-                out.append(net(xb)["logit"].double().cpu().numpy())
+                out = net(xb)
+                logits.append(out["logit"].double().cpu().numpy())
+                if rims and "rim_logits" in out:
+                    voxels.append(torch.sigmoid(out["rim_logits"].float()).cpu().numpy())
         a, b = self.calibration
-        return 1.0 / (1.0 + np.exp(-(a * np.concatenate(out) + b)))
+        proba = 1.0 / (1.0 + np.exp(-(a * np.concatenate(logits) + b)))
+        return proba, (np.concatenate(voxels) if voxels else None)
+
+    def _proba(self, x, device, batch_size):
+        return self._forward(x, device, batch_size, rims=False)[0]
+
+    def predict_with_rims(self, x, device: str = "cpu", batch_size: int = 64):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 5 or x.shape[1] != 4:
+            raise ValueError(f"patches must be (N, 4, S, S, S), got {x.shape}")
+        if len(x) == 0:
+            return np.zeros(0, np.float32), (np.zeros((0, *x.shape[2:]), np.float32) if self.has_voxel_head else None)
+        proba, voxels = self._forward(x, device, batch_size, rims=True)
+        return proba.astype(np.float32), voxels
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
