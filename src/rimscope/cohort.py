@@ -16,25 +16,31 @@ from .errors import InputError
 
 log = logging.getLogger("rimscope")
 
-REQUIRED = ("subject", "qsm", "flair", "lesions")
+REQUIRED = ("subject", "flair", "lesions")  # and qsm or phase (or both)
+PHASE_NAMES = ("*_desc-localfield_phase", "*_localfield")  # rimscope's simulator, SEPIA
 NII = re.compile(r"\.nii(\.gz)?$")
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # names a folder of OUT: no / or ..
 
 
 @dataclass
 class SubjectEntry:
+    """One subject's files; `qsm` is None for a phase-only subject (`phase`: local field map)."""
+
     subject: str
-    qsm: Path
+    qsm: Path | None
     flair: Path
     lesions: Path
     brainmask: Path | None = None
+    phase: Path | None = None
 
     def paths(self) -> dict:
-        """Keyword arguments for rimscope.io.load_subject."""
-        out = {"qsm": self.qsm, "flair": self.flair, "lesions": self.lesions}
-        if self.brainmask is not None:
-            out["brainmask"] = self.brainmask
-        return out
+        """Keyword arguments for rimscope.io.load_subject: the given images, phase left out."""
+        out = {"qsm": self.qsm, "flair": self.flair, "lesions": self.lesions, "brainmask": self.brainmask}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def inputs(self) -> dict:
+        """paths() and the phase image where there is one (rimscope.phase.load_inputs)."""
+        return {**self.paths(), **({"phase": self.phase} if self.phase else {})}
 
 
 def fingerprint(paths: dict, **extra) -> str:
@@ -48,27 +54,30 @@ def fingerprint(paths: dict, **extra) -> str:
 
 
 def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None,
-             subject=None) -> list[SubjectEntry]:
+             subject=None, phase=None) -> list[SubjectEntry]:
     """The subjects to rate: `input` is a subject folder, a manifest (.csv/.tsv) or a BIDS
-    folder; without it, the three files of one subject (its id from `subject` or the QSM name)."""
+    folder; without it, the files of one subject (its id from `subject` or the QSM/phase name)."""
     if not input:
-        return [single_subject(qsm, flair, lesions, brainmask, subject)]
+        return [single_subject(qsm, flair, lesions, brainmask, subject, phase)]
     path = Path(input)
     if path.is_dir():
         return subject_folder(path) or load_cohort(path)
     return load_cohort(path)
 
 
-def single_subject(qsm, flair, lesions, brainmask=None, subject=None) -> SubjectEntry:
-    if not (qsm and flair and lesions):
-        raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or all of --qsm --flair --lesions")
-    for p in (qsm, flair, lesions):
-        if not Path(p).exists():
+def single_subject(qsm, flair, lesions, brainmask=None, subject=None, phase=None) -> SubjectEntry:
+    if not ((qsm or phase) and flair and lesions):
+        raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or --qsm (and/or --phase) with --flair "
+                         "--lesions")
+    for p in (qsm, phase, flair, lesions, brainmask):
+        if p and not Path(p).exists():
             raise InputError("file not found", p)
     from .io import guess_subject_id
 
-    return SubjectEntry(subject=subject or guess_subject_id(qsm), qsm=Path(qsm), flair=Path(flair),
-                        lesions=Path(lesions), brainmask=Path(brainmask) if brainmask else None)
+    return SubjectEntry(subject=subject or guess_subject_id(qsm or phase),
+                        qsm=Path(qsm) if qsm else None, flair=Path(flair), lesions=Path(lesions),
+                        brainmask=Path(brainmask) if brainmask else None,
+                        phase=Path(phase) if phase else None)
 
 
 def subject_folder(path: Path) -> list[SubjectEntry] | None:
@@ -92,13 +101,9 @@ def subject_folder(path: Path) -> list[SubjectEntry] | None:
 
 
 def load_cohort(path, problems: list | None = None) -> list[SubjectEntry]:
-    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected.
-
-    With `problems` (a list), a subject whose files are missing is left out and
-    `(subject, InputError)` appended, so `validate` and batch runs go on with the others;
-    without it the first such problem raises. Cohort-wide problems (no such file, missing
-    columns, duplicate ids) always raise.
-    """
+    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected. With `problems` (a list), a
+    subject whose files are missing is left out and `(subject, InputError)` appended (validate and
+    batches go on); without it the first raises. Cohort-wide problems always raise."""
     path = Path(path)
     if path.is_dir():
         return discover_bids(path, problems)
@@ -142,7 +147,9 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
     if missing:
         sep = "," if delim == "," else "<tab>"
         raise InputError(f"manifest lacks column(s) {', '.join(missing)}; its header must be "
-                         f"{sep.join(REQUIRED)}[{sep}brainmask]", path)
+                         f"subject{sep}qsm{sep}flair{sep}lesions[{sep}brainmask][{sep}phase]", path)
+    if "qsm" not in header and "phase" not in header:
+        raise InputError("manifest has neither a qsm nor a phase column; give one (or both)", path)
     if not rows:
         raise InputError("manifest has no subjects; add rows subject,qsm,flair,lesions[,brainmask]",
                          path)
@@ -163,10 +170,12 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
             if not SUBJECT_ID.match(sid):
                 raise InputError(f"line {n}: subject id {sid!r} is not a plain name (it names an "
                                  "output folder); use letters, digits and _ . + - only", path)
-            for col in ("qsm", "flair", "lesions", "brainmask"):
+            if not (row.get("qsm") or row.get("phase")):
+                raise InputError(f"line {n}: subject {sid} has neither a qsm nor a phase path", path)
+            for col in ("qsm", "flair", "lesions", "brainmask", "phase"):
                 val = row.get(col, "")
                 if not val:
-                    if col == "brainmask":
+                    if col in ("brainmask", "qsm", "phase"):
                         continue
                     raise InputError(f"line {n}: subject {sid} has no {col} path", path)
                 p = Path(val)
@@ -178,17 +187,15 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
         except InputError as err:
             _report(problems, sid, err)
             continue
-        out.append(SubjectEntry(subject=sid, **files))
+        out.append(SubjectEntry(subject=sid, **{"qsm": None, **files}))
     return out
 
 
 def _one(paths: list[Path], what: str, where: Path) -> Path | None:
-    if not paths:
-        return None
     if len(paths) > 1:
         raise InputError(f"{len(paths)} {what} files found ({', '.join(p.name for p in paths)}); keep "
                          "one per subject/session or use a manifest", where)
-    return paths[0]
+    return paths[0] if paths else None
 
 
 def _nii(folder: Path, pattern: str) -> list[Path]:
@@ -216,15 +223,16 @@ def discover_bids(root, problems: list | None = None) -> list[SubjectEntry]:
         try:
             chi = _one(_nii(anat, "*_Chimap"), "Chimap", anat) or _one(
                 [p for d in in_derivs for p in _nii(d, "*_Chimap")], "Chimap", root / "derivatives")
-            if chi is None:
+            phase = bids_phase(anat, in_derivs, root)
+            if chi is None and phase is None:
                 if anat.is_dir():
-                    log.warning("sub-%s has no *_Chimap.nii[.gz]; skipped", sid)
+                    log.warning("sub-%s has no *_Chimap.nii[.gz] (nor a local field phase); skipped", sid)
                 continue
             flair = _one(_nii(anat, "*_FLAIR"), "FLAIR", anat) or _one(
                 [p for d in in_derivs for p in _nii(d, "*_FLAIR")], "FLAIR", root / "derivatives")
             if flair is None:
                 raise InputError(f"no *_FLAIR.nii[.gz] for sub-{sid} (next to its Chimap); add it",
-                                 chi.parent)
+                                 (chi or phase).parent)
             les = [p for d in in_derivs for p in _nii(d, "*_desc-lesions_*")
                    if re.search(r"_desc-lesions_(mask|dseg)\.nii(\.gz)?$", p.name)]
             lesion = _one(les, "desc-lesions", root / "derivatives")
@@ -236,10 +244,22 @@ def discover_bids(root, problems: list | None = None) -> list[SubjectEntry]:
         except InputError as err:
             _report(problems, sid, err)
             continue
-        out.append(SubjectEntry(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm))
+        out.append(SubjectEntry(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm,
+                                phase=phase))
     if not out and not problems:
-        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] found; is this a BIDS folder?", root)
+        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] (or *_desc-localfield_phase) found; "
+                         "is this a BIDS folder?", root)
     return out
+
+
+def bids_phase(anat: Path, in_derivs: list[Path], root: Path) -> Path | None:
+    """A subject's local field map (rimscope.phase), in anat/ or derivatives/*/ at the same place."""
+    for pattern in PHASE_NAMES:
+        hit = _one(_nii(anat, pattern), pattern[2:], anat) or _one(
+            [p for d in in_derivs for p in _nii(d, pattern)], pattern[2:], root / "derivatives")
+        if hit is not None:
+            return hit
+    return None
 
 
 def read_labels(path) -> dict[tuple[str, int], int]:
