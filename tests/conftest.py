@@ -201,3 +201,40 @@ def write_cohort(root, n: int = 4, *, seed0: int = 0, sid=lambda k: f"s{k}", rim
                                          rim_lesions=rim_ids, shell_ppm=shell_ppm, **subject_options)
         labels.update({(s, lid): v for lid, v in enumerate(r, start=1)})
     return write_manifest(root, subjects), write_labels(root, labels), subjects
+
+
+def write_qsmxt_dataset(root, subjects: dict, *, qsmxt_folders=("qsmxt",), singlepass: bool = True,
+                        separation: bool = False, seed0: int = 0) -> Path:
+    """A BIDS folder laid out as QSMxT writes it, tiny volumes. `subjects`: {"01": [session or
+    None, ...]} or {"01": [(session, "run-1"), ...]}. Raw FLAIR in sub-*/[ses-*/]anat/; per QSMxT
+    folder (v9: "qsmxt"; v8: "qsmxt-2024-01-31_10-00-00", ...) the main `_Chimap.nii`, with
+    `singlepass` a `_desc-singlepass_Chimap.nii`, with `separation` the paramagnetic/diamagnetic/
+    total maps; lesion masks in derivatives/lesions/ (`_desc-lesions_mask.nii.gz`)."""
+    root = Path(root)
+    k = seed0
+    for sub, items in subjects.items():
+        for item in items:
+            ses, extra = item if isinstance(item, tuple) else (item, None)
+            rel = Path(f"sub-{sub}") / (f"ses-{ses}" if ses else "") / "anat"
+            base = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
+            qsm, flair, labels, _ = tiny_subject(seed=k)
+            k += 1
+            (root / rel).mkdir(parents=True, exist_ok=True)
+            write_nii(root / rel / f"{base}_FLAIR.nii.gz", flair, np.eye(4))
+            name = base + (f"_{extra}" if extra else "")
+            for folder in qsmxt_folders:
+                d = root / "derivatives" / folder / rel
+                d.mkdir(parents=True, exist_ok=True)
+                write_nii(d / f"{name}_Chimap.nii", qsm, np.eye(4))
+                descs = (["singlepass"] if singlepass else []) + (["paramagnetic", "diamagnetic", "total"]
+                                                                 if separation else [])
+                for desc in descs:
+                    write_nii(d / f"{name}_desc-{desc}_Chimap.nii", qsm * 0.5, np.eye(4))
+            d = root / "derivatives" / "lesions" / rel
+            d.mkdir(parents=True, exist_ok=True)
+            write_nii(d / f"{name}_desc-lesions_mask.nii.gz", labels.astype(np.int16), np.eye(4))
+    for folder in qsmxt_folders:
+        (root / "derivatives" / folder / "dataset_description.json").write_text(
+            '{"Name": "QSMxT", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}\n')
+    (root / "dataset_description.json").write_text('{"Name": "raw", "BIDSVersion": "1.9.0"}\n')
+    return root

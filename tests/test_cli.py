@@ -48,7 +48,7 @@ def _run(argv, capsys):
 
 def test_validate_good_cohort(tmp_path, capsys):
     m = _manifest(tmp_path, {"01": _subject(tmp_path / "a", "01"), "02": _subject(tmp_path / "b", "02")})
-    rc, out, err = _run(["validate", m], capsys)
+    rc, out, err = _run(["validate", "-i", m], capsys)
     assert rc == 0, err
     rows = [line.split("\t") for line in out.strip().splitlines()]
     assert rows[0] == ["subject", "lesions", "grid", "voxel_mm", "orientation", "units", "problems"]
@@ -87,7 +87,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, capsys, kind)
     paths, role = _bad(kind, tmp_path)
     good = _subject(tmp_path / "good", "02")
     m = _manifest(tmp_path, {"01": paths, "02": good})
-    rc, out, err = _run(["validate", m], capsys)
+    rc, out, err = _run(["validate", "-i", m], capsys)
     assert rc == 2
     assert "Traceback" not in err + out
     errors = [line for line in err.splitlines() if line.startswith("rimscope: error:")]
@@ -98,7 +98,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, capsys, kind)
     assert "UNUSABLE" not in rows["02"]  # validate keeps going over the others
     if kind == "ppb":
         alone = _manifest(tmp_path, {"01": paths}, name="ppb.tsv")
-        rc, out, err = _run(["validate", alone, "--qsm-units", "ppb"], capsys)
+        rc, out, err = _run(["validate", "-i", alone, "--qsm-units", "ppb"], capsys)
         assert rc == 0, err
         assert "ppb (looks like ppb" in out
 
@@ -112,7 +112,7 @@ def test_cohort_errors_exit_2_one_line(tmp_path, capsys, text, match):
     _subject(tmp_path / "ok", "00")
     m = tmp_path / "cohort.tsv"
     m.write_text(text)
-    rc, out, err = _run(["validate", m], capsys)
+    rc, out, err = _run(["validate", "-i", m], capsys)
     assert rc == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(f"rimscope: error: {m}: ") and match in err
 
@@ -122,15 +122,15 @@ def test_missing_file_and_labels_checked(tmp_path, capsys):
     m = _manifest(tmp_path, {"01": good})
     with open(m, "a") as fh:
         fh.write("02\ta/nope.nii.gz\ta/sub-01_flair.nii.gz\ta/sub-01_lesions.nii.gz\n")
-    rc, out, err = _run(["validate", m], capsys)
+    rc, out, err = _run(["validate", "-i", m], capsys)
     assert rc == 2 and "nope.nii.gz" in err and "Traceback" not in err
     assert "UNUSABLE" in out and out.count("\n") == 3
     m1 = _manifest(tmp_path, {"01": good}, name="one.tsv")
     labels = tmp_path / "labels.tsv"
     labels.write_text("subject\tlesion_id\trim\n01\t1\t1\n01\t4\t0\n")
-    assert _run(["validate", m1, "--labels", labels], capsys)[0] == 0
+    assert _run(["validate", "-i", m1, "--labels", labels], capsys)[0] == 0
     labels.write_text("subject\tlesion_id\trim\n01\t1\t1\n01\t9\t0\n")
-    rc, out, err = _run(["validate", m1, "--labels", labels], capsys)
+    rc, out, err = _run(["validate", "-i", m1, "--labels", labels], capsys)
     assert rc == 2 and "lesion 9 of subject 01, which does not exist" in err
     assert err.count("\n") == 1 and str(labels) in err
 
@@ -145,7 +145,7 @@ def test_bids_folder_validates(tmp_path, capsys):
     (anat / "sub-01_Chimap.nii.gz").write_bytes(p["qsm"].read_bytes())
     (anat / "sub-01_FLAIR.nii.gz").write_bytes(p["flair"].read_bytes())
     (der / "sub-01_desc-lesions_mask.nii.gz").write_bytes(p["lesions"].read_bytes())
-    rc, out, err = _run(["-q", "validate", root], capsys)
+    rc, out, err = _run(["-q", "validate", "-i", root], capsys)
     assert rc == 0, err
     assert out.splitlines()[1].startswith("01\t4\t")
 
@@ -153,7 +153,7 @@ def test_bids_folder_validates(tmp_path, capsys):
 def test_real_subprocess_no_traceback(tmp_path):
     paths, role = _bad("truncated", tmp_path)
     m = _manifest(tmp_path, {"01": paths})
-    r = subprocess.run([sys.executable, "-m", "rimscope", "validate", str(m)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "rimscope", "validate", "-i", str(m)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
@@ -207,7 +207,7 @@ def test_peak_rss_measures_a_known_allocation_in_megabytes():
 
 @pytest.mark.slow
 def test_bench_io_full_size(tmp_path, capsys):
-    rc, out, err = _run(["bench", "io", "--repeats", "1", "--out", tmp_path], capsys)
+    rc, out, err = _run(["bench", "io", "--repeats", "1", "-o", tmp_path], capsys)
     assert rc == 0, err
     assert "256x256x176, 50 lesions" in out
     assert "load_subject" in out and "extract_patches" in out and "peak RSS" in out

@@ -86,7 +86,7 @@ def test_bad_engine_config_is_one_line_exit_2(tmp_path, capsys):
     bad.write_text(json.dumps({"rim_fractoin": 0.3}))
     with pytest.raises(InputError, match="rim_fractoin"):
         load_engine_config(bad)
-    rc = main(["train", "-q", "--engine", str(bad), "--out", str(tmp_path / "m")])
+    rc = main(["train", "-q", "--engine", str(bad), "-o", str(tmp_path / "m")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "rim_fractoin" in err and len(err.splitlines()) == 1
     bad.write_text(json.dumps({"voxel_mm": [1.2, 0.5]}))
@@ -176,7 +176,7 @@ def test_train_engine_two_tiny_epochs_end_to_end(tmp_path):
     conf = tmp_path / "engine.json"
     conf.write_text(json.dumps({"donors": DONOR}))
     out = tmp_path / "model"
-    rc = main(["train", "-q", "--engine", str(conf), "--out", str(out), "--examples", "32",
+    rc = main(["train", "-q", "--engine", str(conf), "-o", str(out), "--examples", "32",
                "--epoch-examples", "16", "--val-examples", "16", "--engine-workers", "1", "--threads", "1",
                "-o", "batch_size=8", "-o", "model.widths=[8,16,16,16]", "-d", "cpu"])
     assert rc == 0

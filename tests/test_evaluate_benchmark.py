@@ -47,7 +47,7 @@ def test_benchmark_drives_evaluate_with_valid_arguments(tmp_path, profile):
 @pytest.mark.slow
 def test_benchmark_quick_end_to_end(tmp_path):
     out = tmp_path / "bench"
-    assert main(["benchmark", "-q", "--quick", "--out", str(out), "--device", "cpu", "--threads", "1"]) == 0
+    assert main(["benchmark", "-q", "--quick", "-o", str(out), "--device", "cpu", "--threads", "1"]) == 0
     md = (out / "benchmark.md").read_text()
     assert "quick profile" in md and "| asymmetric |" in md and "| asymmetric-frodo |" in md
     assert "MET" in md or "MISSED" in md

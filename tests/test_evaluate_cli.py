@@ -26,8 +26,8 @@ def _cohort(root, n=8, seed0=0):
 def test_evaluate_classical_models_end_to_end(tmp_path, capsys):
     m, lab = _cohort(tmp_path / "c")
     out = tmp_path / "ev"
-    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "rim-contrast,radiomics",
-               "--folds", "4", "--repeats", "2", "--out", str(out), "--bootstrap", "50", "--patch-size", "16",
+    rc = main(["evaluate", "-q", "-i", str(m), "--labels", str(lab), "--models", "rim-contrast,radiomics",
+               "--folds", "4", "--repeats", "2", "-o", str(out), "--bootstrap", "50", "--patch-size", "16",
                "--device", "cpu"])
     assert rc == 0
     for f in ("predictions.tsv", "folds.tsv", "results.json", "results.md", "report.html"):
@@ -45,15 +45,15 @@ def test_evaluate_classical_models_end_to_end(tmp_path, capsys):
 
 def test_evaluate_user_errors(tmp_path, capsys):
     m, lab = _cohort(tmp_path / "c", n=3)
-    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "rim-contrast",
-               "--folds", "5", "--out", str(tmp_path / "o"), "--patch-size", "16"])
+    rc = main(["evaluate", "-q", "-i", str(m), "--labels", str(lab), "--models", "rim-contrast",
+               "--folds", "5", "-o", str(tmp_path / "o"), "--patch-size", "16"])
     err = capsys.readouterr().err
     assert rc == 2 and "--folds" in err and len(err.strip().splitlines()) == 1
-    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "nope",
-               "--out", str(tmp_path / "o")])
+    rc = main(["evaluate", "-q", "-i", str(m), "--labels", str(lab), "--models", "nope",
+               "-o", str(tmp_path / "o")])
     assert rc == 2 and "nope" in capsys.readouterr().err
-    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "rim-contrast",
-               "--folds", "2", "--pretrain-cohort", str(m), "--out", str(tmp_path / "o")])
+    rc = main(["evaluate", "-q", "-i", str(m), "--labels", str(lab), "--models", "rim-contrast",
+               "--folds", "2", "--pretrain-cohort", str(m), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "separate unlabeled cohort" in err
 
@@ -64,11 +64,11 @@ def test_evaluate_with_pretraining_ablations_and_label_efficiency(tmp_path):
     m, lab = _cohort(tmp_path / "c", n=6)
     unl, _ = _cohort(tmp_path / "u", n=2, seed0=50)
     out = tmp_path / "ev"
-    rc = main(["evaluate", "-q", "--cohort", str(m), "--labels", str(lab), "--models", "asymmetric",
-               "--folds", "2", "--out", str(out), "--bootstrap", "30", "--patch-size", "16", "--device", "cpu",
+    rc = main(["evaluate", "-q", "-i", str(m), "--labels", str(lab), "--models", "asymmetric",
+               "--folds", "2", "-o", str(out), "--bootstrap", "30", "--patch-size", "16", "--device", "cpu",
                "--pretrain-cohort", str(unl), "--pretrain-option", "epochs=1", "--pretrain-option", "batch_size=8",
                "--wm-per-subject", "4", "--ablations", "--label-efficiency", "--sizes", "2,all",
-               "-o", "epochs=1", "-o", "batch_size=8"])
+               "--set", "epochs=1", "--set", "batch_size=8"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     v = {x["label"]: x for x in res["variants"]}

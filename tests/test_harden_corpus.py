@@ -128,7 +128,7 @@ def _assert_one_clean_line(rc, err, named):
 @pytest.mark.parametrize("kind", CASES)
 def test_validate_refuses_each_bad_case_in_one_line(corpus, kind):
     manifest, named = corpus[kind]
-    rc, out, err = _cli("validate", manifest)
+    rc, out, err = _cli("validate", "-i", manifest)
     _assert_one_clean_line(rc, err, named)
     assert "UNUSABLE" in out
 

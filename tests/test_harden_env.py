@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny_subject, write_nii
 
 from rimscope.cli import main as cli_main
+from rimscope.inference.outputs import stamp_path
 from rimscope.runtime import read_tsv
 
 
@@ -50,7 +51,7 @@ def _predict(cohort, out, capsys):
 def _no_half_written(out):
     assert not list(out.rglob(".*tmp*")) if out.is_dir() else True
     for d in (out.glob("sub-*") if out.is_dir() else []):
-        assert (d / ".rimscope-done.json").exists(), f"{d} has no stamp"
+        assert stamp_path(out, d.name.removeprefix("sub-")).exists(), f"{d} has no stamp"
 
 
 def test_out_is_a_file(cohort, tmp_path, capsys):
@@ -121,5 +122,5 @@ def test_rerun_with_inputs_that_now_fail_drops_the_old_result(cohort, tmp_path, 
     (src / "sub-02_flair.nii.gz").write_bytes(b"now broken")
     rc, err = _predict(src, out, capsys)
     assert rc == 2 and any("sub-02_flair" in ln for ln in err), err
-    assert [r["subject"] for r in read_tsv(out / "summary.tsv")] == ["01"]
+    assert [(r["subject"], r["status"]) for r in read_tsv(out / "summary.tsv")] == [("01", "ok"), ("02", "failed")]
     assert not (out / "sub-02").exists()

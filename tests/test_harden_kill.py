@@ -17,9 +17,13 @@ import numpy as np
 import pytest
 from conftest import tiny_subject, write_nii
 
+from rimscope.inference.outputs import IMAGE_ENDS, STAMP, stamp_path
 from rimscope.runtime import TEMP_PREFIX
 
-N_POINTS = 14  # one subject: 4 images/tables + stamp + summary + run record, 2 points each
+# one subject: its images/tables + stamp, then dataset_description + .bidsignore + summary + the run
+# record (runs/ and run.json); 2 points (fsync, rename) each
+PER_SUBJECT = 2 * (len(IMAGE_ENDS) + 1)
+N_POINTS = PER_SUBJECT + 2 * 5
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def _outputs(out):
     timings; the stamp has the subject's seconds)."""
     got = {}
     for p in sorted(out.rglob("*")):
-        if not p.is_file() or p.name in ("run.json", ".rimscope-done.json"):
+        if not p.is_file() or p.name == "run.json" or p.name.endswith(STAMP) or p.parent.name == "runs":
             continue
         k = p.relative_to(out).as_posix()
         got[k] = (np.asanyarray(nib.load(str(p)).dataobj).tobytes() if k.endswith(".nii.gz")
@@ -81,7 +85,7 @@ def _outputs(out):
 
 
 def _kill_and_rerun(root, ref, tmp_path, n):
-    out = tmp_path / f"out{n}"
+    out = root / tmp_path.name  # beside ref: the sidecars' relative Sources agree
     r = _predict(root, "one.tsv", out, RIMSCOPE_FAULT_KILL_AT=str(n))
     assert r.returncode == -signal.SIGKILL, (n, r.stderr)
     left = _temps(out)
@@ -89,14 +93,14 @@ def _kill_and_rerun(root, ref, tmp_path, n):
     assert r.returncode == 0, r.stderr
     assert _temps(out) == []
     assert _outputs(out) == _outputs(ref)
-    assert (out / "sub-01" / ".rimscope-done.json").exists()
+    assert stamp_path(out, "01").exists()
     return left
 
 
 @pytest.mark.slow
 def test_kill_before_the_stamp_rename_leaves_a_temp_file_that_the_rerun_removes(setup, ref, tmp_path):
-    left = _kill_and_rerun(setup, ref, tmp_path, 10)  # 10: before the stamp's rename
-    assert [p.name.endswith(".rimscope-done.json") for p in left] == [True]
+    left = _kill_and_rerun(setup, ref, tmp_path, PER_SUBJECT)  # before the stamp's rename
+    assert [p.name.endswith(STAMP) for p in left] == [True]
 
 
 @pytest.mark.slow
@@ -110,13 +114,14 @@ def test_sigterm_exits_143_and_leaves_no_temp_or_unstamped_folder(setup, tmp_pat
     """SIGTERM in the middle of the second subject's writes (via the hook: exactly there)."""
     root = setup
     out = tmp_path / "out"
-    r = _predict(root, "two.tsv", out, RIMSCOPE_FAULT_KILL_AT="13", RIMSCOPE_FAULT_SIGNAL="TERM")
+    r = _predict(root, "two.tsv", out, RIMSCOPE_FAULT_KILL_AT=str(PER_SUBJECT + 3),
+                 RIMSCOPE_FAULT_SIGNAL="TERM")
     assert r.returncode == 143, r.stderr
     assert r.stderr.strip().splitlines() == [
         "rimscope: terminated (SIGTERM); finished work is kept, rerun the same command to go on"]
     assert _temps(out) == []
     assert sorted(p.name for p in out.iterdir()) == ["sub-01"]
-    assert (out / "sub-01" / ".rimscope-done.json").exists()
+    assert stamp_path(out, "01").exists()
 
 
 @pytest.mark.slow
@@ -137,7 +142,7 @@ def test_sigterm_from_outside(setup, tmp_path):
     assert "Traceback" not in err
     assert _temps(out) == []
     for d in out.glob("sub-*"):
-        assert (d / ".rimscope-done.json").exists(), d
+        assert stamp_path(out, d.name.removeprefix("sub-")).exists(), d
 
 
 def test_sigterm_inside_a_finalizer_still_terminates(capsys):

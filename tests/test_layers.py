@@ -18,12 +18,13 @@ PKG = SRC / "rimscope"
 
 STAGES = [
     {"errors"},  # ground floor: the one user-error type...
-    {"runtime", "metrics", "commands", "weights"},  # ...logging, atomic writes, metrics, shipped weights
+    {"runtime", "metrics", "commands", "weights", "flags"},  # ...logging, atomic writes, metrics, shipped weights
     {"grids"},  # voxel grids, orientation, resampling
     {"lesions", "lesion_maps"},  # label images as arrays: components, geometry, rim regions (io numbers
     # masks with it); which label maps are one id per lesion (io reads lesion maps with it)
     {"io", "rim_measures", "phase_sign"},  # load, validate, canonicalise, write back; rim quantities
     # per lesion; the sign convention of a local field map (array code)
+    {"cohort_bids"},  # BIDS/QSMxT file names: entities, the main-map rule, filters
     {"cohort", "phase"},  # where the inputs are: manifests, BIDS, single subjects, labels,
     # fingerprints; the local field from a phase image (a Subject through io)
     {"patches"},  # lesion-centred patches, the patch cache

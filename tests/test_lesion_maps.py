@@ -90,14 +90,14 @@ def test_samseg_segmentation_refused_then_label_99_taken(tmp_path, capsys):
     seg = tmp_path / "samseg" / "seg.mgz"
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text(f"subject\tqsm\tflair\tlesions\n01\t{paths['qsm']}\t{paths['flair']}\t{seg}\n")
-    assert cli_main(["validate", str(manifest)]) == 2
+    assert cli_main(["validate", "-i", str(manifest)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "seg.mgz" in err[0] and "--lesion-label 99" in err[0] and "SAMSEG" in err[0]
     assert "Traceback" not in err[0]
-    assert cli_main(["validate", str(manifest), "--lesion-label", "99"]) == 0
+    assert cli_main(["validate", "-i", str(manifest), "--lesion-label", "99"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split("\t")[1] == "3"  # three lesions, white matter not among them
-    assert cli_main(["validate", str(manifest), "--lesion-label", "98"]) == 2
+    assert cli_main(["validate", "-i", str(manifest), "--lesion-label", "98"]) == 2
     err = capsys.readouterr().err
     assert "labels present: 2, 3, 4, 41, 42, 99" in err
 

@@ -14,6 +14,7 @@ import torch
 from conftest import make_affine
 from rimscope.cli import main
 from rimscope.cohort import load_cohort
+from rimscope.inference.outputs import lesions_tsv, report_path, stamp_path
 from rimscope.phase import GAMMA_MHZ_T, detect_sign
 from test_phase import _head
 
@@ -59,7 +60,7 @@ def _predict(case, out, phase_key, *extra, model=True):
 
 
 def _probs(case, out):
-    rows = (case[0] / out / "sub-01" / "sub-01_lesions.tsv").read_text().splitlines()
+    rows = lesions_tsv(case[0] / out, "01").read_text().splitlines()
     col = rows[0].split("\t").index("rim_probability")
     return np.array([float(r.split("\t")[col]) for r in rows[1:]])
 
@@ -84,8 +85,10 @@ def test_hz_and_rad_with_te_give_the_same_calls_through_predict(case):
     assert rec["model"]["source"] == "phase"
     assert (ph["units"], ph["te_ms"], ph["field_t"], ph["sign_given"], ph["sign_used"], ph["filtered"]) == \
         ("rad", 20.0, 3.0, "auto", 1, False)
-    stamp = json.loads((case[0] / "o_rad" / "sub-01" / ".rimscope-done.json").read_text())
+    stamp = json.loads(stamp_path(case[0] / "o_rad", "01").read_text())
     assert stamp["phase"]["units"] == "rad"
+    side = json.loads(lesions_tsv(case[0] / "o_rad", "01").with_suffix(".json").read_text())
+    assert side["PhaseHandling"]["te_ms"] == 20.0 and side["PhaseHandling"]["sign_used"] == 1
 
 
 def test_python_api_takes_phase(case):
@@ -150,7 +153,7 @@ def test_phase_model_refuses_a_qsm_only_subject_and_qsm_wins_without_m(case, cap
 
 def test_report_shows_the_local_field_for_a_phase_only_subject(case):
     assert _predict(case, "o_report", "ppm", "--report") == 0
-    html = (case[0] / "o_report" / "sub-01" / "sub-01_report.html").read_text()
+    html = report_path(case[0] / "o_report", "01").read_text()
     assert "local field + outline" in html and "<b>local field</b> -50" in html and "QSM + outline" not in html
 
 

@@ -15,6 +15,7 @@ import torch
 
 from conftest import write_manifest, write_tiny_subject
 from rimscope.cli import main as cli_main
+from rimscope.inference.outputs import lesions_tsv, report_path, subject_dir
 
 torch.set_num_threads(1)
 
@@ -60,7 +61,7 @@ def test_outputs_on_original_grid(tmp_path, model_dir, codes, rot):
     assert rc == 0
     src = nib.load(str(p["qsm"]))
     for kind, dtype in (("probseg", np.float32), ("dseg", np.uint8)):
-        img = nib.load(str(out / "sub-01" / f"sub-01_desc-rim_{kind}.nii.gz"))
+        img = nib.load(str(subject_dir(out, "01") / f"sub-01_desc-rim_{kind}.nii.gz"))
         assert img.shape == src.shape
         np.testing.assert_allclose(img.affine, src.affine, atol=1e-5)
         assert int(img.header["qform_code"]) == 1 and int(img.header["sform_code"]) == 2
@@ -71,14 +72,14 @@ def test_outputs_on_original_grid(tmp_path, model_dir, codes, rot):
         assert np.array_equal(data > 0, les > 0) or kind == "probseg"
         if kind == "dseg":
             assert set(np.unique(data)) <= {0, 1, 2}
-    rows = read_rows(out / "sub-01" / "sub-01_lesions.tsv")
+    rows = read_rows(lesions_tsv(out, "01"))
     assert len(rows) == 4
     # centroids in world mm agree with the RAS version of the same data
     out_ref = tmp_path / "out_ref"
     assert cli_main(["predict", "-q", "--qsm", str(ref["qsm"]), "--flair", str(ref["flair"]),
                      "--lesions", str(ref["lesions"]), "--subject", "01", "-o", str(out_ref),
                      "-m", str(model_dir), "-d", "cpu"]) == 0
-    rows_ref = read_rows(out_ref / "sub-01" / "sub-01_lesions.tsv")
+    rows_ref = read_rows(lesions_tsv(out_ref, "01"))
     if rot == 0.0:
         for a, b in zip(sorted(rows, key=lambda r: float(r["x_mm"])), sorted(rows_ref, key=lambda r: float(r["x_mm"]))):
             assert abs(float(a["x_mm"]) - float(b["x_mm"])) < 1e-3
@@ -97,8 +98,22 @@ def test_python_api(tmp_path, model_dir):
     p = write_subject(tmp_path)
     rows = rimscope.predict(str(p["qsm"]), nib.load(str(p["flair"])), str(p["lesions"]),
                             model=str(model_dir), device="cpu")
-    assert [r["lesion_id"] for r in rows] == [1, 2, 3, 4]
+    assert [r["lesion_id"] for r in rows] == [1, 2, 3, 4]  # iterable as the old list of dicts
     assert all(0.0 <= r["rim_probability"] <= 1.0 for r in rows)
+    assert len(rows) == 4 and rows[0] == rows.records[0]
+    src = nib.load(str(p["qsm"]))
+    prob = rows.images["probseg"]
+    assert prob.shape == src.shape and np.allclose(prob.affine, src.affine, atol=1e-5)
+    les = np.asanyarray(nib.load(str(p["lesions"])).dataobj)
+    got = {int(v): float(np.asanyarray(prob.dataobj)[les == v].max()) for v in np.unique(les) if v}
+    assert got == pytest.approx({r["lesion_id"]: r["rim_probability"] for r in rows}, abs=1e-4)
+    assert set(np.unique(np.asanyarray(rows.images["dseg"].dataobj))) <= {0, 1, 2}
+    assert isinstance(rows.warnings, list)
+    try:
+        import pandas  # noqa: F401
+        assert list(rows.table["lesion_id"]) == [1, 2, 3, 4]
+    except ImportError:
+        assert rows.table == rows.records
 
 
 def test_batch_goes_on_and_lists_failures(tmp_path, model_dir):
@@ -119,8 +134,8 @@ def test_batch_goes_on_and_lists_failures(tmp_path, model_dir):
 
 
 def _outputs(out):
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("sub-*/*"))
-            if not p.name.startswith(".")}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("sub-*/**/*"))
+            if p.is_file() and not p.name.startswith(".")}
 
 
 @pytest.mark.slow
@@ -135,13 +150,13 @@ def test_kill_and_rerun_gives_identical_outputs(tmp_path, model_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("sub-*/.rimscope-done.json"))) < 2:
+    while time.time() < deadline and len(list(out.rglob(".sub-*.rimscope-done.json"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # the kill must land inside the run, or the rerun below tests nothing
     assert proc.returncode == -signal.SIGKILL
-    n_done_at_kill = len(list(out.glob("sub-*/.rimscope-done.json")))
+    n_done_at_kill = len(list(out.rglob(".sub-*.rimscope-done.json")))
     assert 2 <= n_done_at_kill < len(subjects)
     assert subprocess.run(cmd, env=env).returncode == 0
     run = json.loads((out / "run.json").read_text())
@@ -174,6 +189,9 @@ def test_shards_partition_the_cohort(tmp_path, model_dir):
     for i in (1, 2):
         assert cli_main(["predict", "-q", "-i", str(m), "-o", str(out), "-m", str(model_dir), "-d", "cpu",
                          "--shard", f"{i}/2"]) == 0
+    assert not (out / "summary.tsv").exists()  # shards share OUT: the summary is a whole-cohort run's
+    assert cli_main(["predict", "-q", "-i", str(m), "-o", str(out), "-m", str(model_dir), "-d", "cpu"]) == 0
+    assert json.loads((out / "run.json").read_text())["skipped"] == ["01", "02", "03"]
     assert sorted(r["subject"] for r in read_rows(out / "summary.tsv")) == ["01", "02", "03"]
     assert cli_main(["predict", "-q", "-i", str(m), "-o", str(out), "--shard", "3/2"]) == 2
 
@@ -215,7 +233,7 @@ def test_report_is_self_contained(tmp_path, model_dir):
     assert cli_main(["predict", "-q", "--qsm", str(p["qsm"]), "--flair", str(p["flair"]), "--lesions",
                      str(p["lesions"]), "--subject", "01", "-o", str(out), "-m", str(model_dir),
                      "-d", "cpu", "--report"]) == 0
-    html = (out / "sub-01" / "sub-01_report.html").read_text()
+    html = report_path(out, "01").read_text()
     assert html.count('class="card ') == 4  # one card per lesion, its pictures inline
     assert html.count("data:image/png;base64,") >= 4 * 2
     assert "http://" not in html and "https://" not in html

@@ -15,6 +15,7 @@ with warnings.catch_warnings():  # starlette 1.x nags about httpx vs httpx2; htt
     from starlette.testclient import TestClient  # noqa: E402
 
 from test_review_support import PROBS, make_review_cohort  # noqa: E402
+from rimscope.inference.outputs import lesions_tsv  # noqa: E402
 
 TOKEN = "t0k-" + "x" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -289,7 +290,7 @@ def test_blind_review_hides_the_model_and_other_raters(cohort, tmp_path):
 
 def test_a_predicted_lesion_absent_from_the_mask_is_refused(tmp_path):
     cohort = make_review_cohort(tmp_path / "c")
-    tsv = cohort["predictions"] / "sub-01" / "sub-01_lesions.tsv"
+    tsv = lesions_tsv(cohort["predictions"], "01")
     tsv.write_text(tsv.read_text() + "9\t10\t10\t1\t1\t1\t0.5\t1\t\n")
     c = _app(cohort, tmp_path)
     assert c.get("/api/lesion?subject=01&lesion_id=9", headers=AUTH).status_code == 404
@@ -308,7 +309,7 @@ def test_broken_predictions_tables_are_refused_in_one_line(tmp_path, row, messag
     from rimscope.review.catalog import Catalog
 
     cohort = make_review_cohort(tmp_path / "c")
-    tsv = cohort["predictions"] / "sub-02" / "sub-02_lesions.tsv"
+    tsv = lesions_tsv(cohort["predictions"], "02")
     tsv.write_text(tsv.read_text() + row + "\n")
     with pytest.raises(InputError, match=message) as err:
         Catalog(cohort["manifest"], cohort["predictions"])

@@ -151,10 +151,10 @@ def test_export_command_writes_the_labels_tsv(cohort, tmp_path, capsys):
 def test_cli_refuses_bad_arguments(cohort, capsys):
     from rimscope.cli import main
 
-    args = ["review", "--cohort", str(cohort["manifest"]), "--predictions", str(cohort["predictions"])]
+    args = ["review", "-i", str(cohort["manifest"]), "--predictions", str(cohort["predictions"])]
     assert main(args + ["--rater", "model"]) == 2
     assert main(args + ["--port", "70000"]) == 2
-    assert main(["review", "--cohort", str(cohort["manifest"]), "--predictions",
+    assert main(["review", "-i", str(cohort["manifest"]), "--predictions",
                  str(cohort["predictions"] / "nope")]) == 2
     err = capsys.readouterr().err
     assert "--rater" in err and "--port 70000" in err and "predictions folder not found" in err

@@ -58,7 +58,7 @@ class Server:
         self.port = free_port()
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rimscope", "review", "--cohort", str(cohort["manifest"]),
+            [sys.executable, "-m", "rimscope", "review", "-i", str(cohort["manifest"]),
              "--predictions", str(cohort["predictions"]), "--rater", rater, "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.url = None

@@ -18,7 +18,7 @@ def cohort(tmp_path_factory):
     cfg = d / "small.json"
     cfg.write_text(json.dumps(SMALL))
     out = d / "cohort"
-    assert main(["simulate", "--out", str(out), "--subjects", "2", "--seed", "7", "--config", str(cfg), "-q"]) == 0
+    assert main(["simulate", "-o", str(out), "--subjects", "2", "--seed", "7", "--config", str(cfg), "-q"]) == 0
     return out, cfg
 
 
@@ -52,10 +52,10 @@ def test_rerun_skips_finished_subjects_and_refuses_other_settings(cohort, capsys
     out, cfg = cohort
     q = out / "sub-001/anat/sub-001_Chimap.nii.gz"
     before = q.stat().st_mtime_ns
-    assert main(["simulate", "--out", str(out), "--subjects", "2", "--seed", "7", "--config", str(cfg), "-q"]) == 0
+    assert main(["simulate", "-o", str(out), "--subjects", "2", "--seed", "7", "--config", str(cfg), "-q"]) == 0
     assert q.stat().st_mtime_ns == before
     assert json.loads((out / "truth.json").read_text())["seconds_per_subject_this_run"] == {}
-    assert main(["simulate", "--out", str(out), "--subjects", "2", "--seed", "8", "--config", str(cfg), "-q"]) == 2
+    assert main(["simulate", "-o", str(out), "--subjects", "2", "--seed", "8", "--config", str(cfg), "-q"]) == 2
     err = capsys.readouterr().err
     assert "another seed" in err and str(out) in err
 
@@ -75,18 +75,18 @@ def test_unlabeled_and_bad_config(tmp_path, capsys):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({**SMALL, "lesions_median": 4}))
     out = tmp_path / "u"
-    assert main(["simulate", "--out", str(out), "--subjects", "1", "--seed", "1", "--config", str(cfg),
+    assert main(["simulate", "-o", str(out), "--subjects", "1", "--seed", "1", "--config", str(cfg),
                  "--unlabeled", "-q"]) == 0
     assert not (out / "labels.tsv").exists() and (out / "manifest.tsv").exists()
     truth = json.loads((out / "truth.json").read_text())
     assert all("rim" not in x and "true_rim" in x for x in truth["subjects"]["001"]["lesions"])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rim_strength": 1}))
-    assert main(["simulate", "--out", str(tmp_path / "b"), "--subjects", "1", "--config", str(bad), "-q"]) == 2
+    assert main(["simulate", "-o", str(tmp_path / "b"), "--subjects", "1", "--config", str(bad), "-q"]) == 2
     err = capsys.readouterr().err
     assert "rim_strength" in err and "bad.json" in err
     bad.write_text(json.dumps({"voxel_mm": [1.0, 0.6]}))
-    assert main(["simulate", "--out", str(tmp_path / "b"), "--subjects", "1", "--config", str(bad), "-q"]) == 2
+    assert main(["simulate", "-o", str(tmp_path / "b"), "--subjects", "1", "--config", str(bad), "-q"]) == 2
 
 
 def test_check_prints_difficulty(cohort, capsys):

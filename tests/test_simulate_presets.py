@@ -119,7 +119,7 @@ def test_simulate_cli_records_the_preset(tmp_path):
     cfg = tmp_path / "small.json"
     cfg.write_text(json.dumps(SMALL))
     out = tmp_path / "c"
-    assert main(["simulate", "--preset", "lps-oblique", "--config", str(cfg), "--out", str(out),
+    assert main(["simulate", "--preset", "lps-oblique", "--config", str(cfg), "-o", str(out),
                  "--subjects", "1", "--seed", "2", "-q"]) == 0
     truth = json.loads((out / "truth.json").read_text())
     acq = truth["subjects"]["001"]["acquisition"]

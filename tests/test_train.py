@@ -128,8 +128,8 @@ def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
 
     manifest, labels = _cohort(tmp_path)
     out = tmp_path / "model"
-    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(labels), "--out", str(out),
-               "--epochs", "1", "--val-frac", "0.5", "-o", "batch_size=4", "-o", "model.widths=[8,16,16,16]",
+    rc = main(["train", "-q", "-i", str(manifest), "--labels", str(labels), "-o", str(out),
+               "--epochs", "1", "--val-frac", "0.5", "--set", "batch_size=4", "--set", "model.widths=[8,16,16,16]",
                "-d", "cpu"])
     assert rc == 0
     card = json.loads((out / "card.json").read_text())
@@ -147,8 +147,8 @@ def test_train_cli_end_to_end_and_bad_labels(tmp_path, capsys):
     assert model.config["widths"] == [8, 16, 16, 16]
     assert (out / "checkpoint.pt").exists()
     (tmp_path / "bad.tsv").write_text("subject\tlesion_id\trim\ns0\t99\t1\n")
-    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(tmp_path / "bad.tsv"),
-               "--out", str(tmp_path / "m2"), "--epochs", "1"])
+    rc = main(["train", "-q", "-i", str(manifest), "--labels", str(tmp_path / "bad.tsv"),
+               "-o", str(tmp_path / "m2"), "--epochs", "1"])
     assert rc == 2 and "lesion 99" in capsys.readouterr().err
 
 
@@ -159,8 +159,8 @@ def test_bad_training_option_fails_before_any_work(tmp_path, capsys, option):
 
     manifest, labels = _cohort(tmp_path)
     out = tmp_path / "model"
-    rc = main(["train", "-q", "--cohort", str(manifest), "--labels", str(labels), "--out", str(out),
-               "-o", option, "-d", "cpu"])
+    rc = main(["train", "-q", "-i", str(manifest), "--labels", str(labels), "-o", str(out),
+               "--set", option, "-d", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and option.split("=")[0].removeprefix("model.") in err[0]
     assert not out.exists()  # no patch cache, no checkpoint: nothing ran

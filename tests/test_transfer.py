@@ -113,7 +113,7 @@ def test_transfer_command_end_to_end_without_shared(tmp_path, monkeypatch, caplo
 
     save_model(build("rim-contrast"), folder)
     out = tmp_path / "bench"
-    argv = ["transfer", "--out", str(out), "--models", f"rc={folder}", "--presets", "default,rim-outside",
+    argv = ["transfer", "-o", str(out), "--models", f"rc={folder}", "--presets", "default,rim-outside",
             "--subjects", "2", "--config", str(cfg), "--bootstrap", "50", "--device", "cpu", "-q"]
     assert main(argv) == 0
     res = json.loads((out / "results.json").read_text())

@@ -1,7 +1,8 @@
 """rimscope: per-lesion probability of a paramagnetic rim on QSM, with FLAIR as context.
 
 One Python function per command, keyword arguments as the CLI's options (rimscope.commands):
-`rimscope.predict(qsm, flair, lesions, model=None)` (one subject -> rows),
+`rimscope.predict(qsm, flair, lesions, model=None)` (one subject -> a PredictResult: `.table`,
+`.records`, `.images`, `.warnings`),
 `rimscope.evaluate(cohort=..., labels=..., out=...)`, `rimscope.train(cohort=..., labels=...,
 out=...)`, `rimscope.train_engine(out=..., engine=None)` (`train --engine`), `rimscope.simulate(out=...,
 subjects=...)`, `rimscope.pretrain(cohort=..., out=...)`.
@@ -10,7 +11,10 @@ __version__ = "0.1.0"
 
 
 def predict(qsm, flair, lesions, model=None, **kwargs):
-    """Rate every lesion of one subject; see :func:`rimscope.inference.api.predict_subject`."""
+    """Rate every lesion of one subject -> PredictResult (`.table`: a pandas DataFrame when pandas
+    is installed, else the list of dicts; `.records`; `.images` {"probseg", "dseg"} nibabel
+    images on the QSM grid; `.warnings`); iterating it gives the lesion dicts. See
+    :func:`rimscope.inference.api.predict_subject`."""
     from .inference.api import predict_subject
 
     return predict_subject(qsm, flair, lesions, model=model, **kwargs)

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import InputError
@@ -71,8 +72,21 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def bids_app_argv(argv: list[str]) -> list[str] | None:
+    """The BIDS App calling convention, `rimscope BIDS_DIR OUT_DIR participant|group [options]`
+    (fMRIPrep, MRIQC, QSMxT), as the `predict` argv it means; None for any other form."""
+    if len(argv) < 3 or argv[2] not in ("participant", "group") or not Path(argv[0]).is_dir():
+        return None
+    names = {"--participant-label": "--subjects", "--participant_label": "--subjects",
+             "--session-label": "--sessions", "--session_label": "--sessions"}
+    return ["predict", "-i", argv[0], "-o", argv[1], "--bids-app", argv[2]] + [names.get(a, a) for a in argv[3:]]
+
+
 def main(argv=None) -> int:
+    from .flags import modernise
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = bids_app_argv(argv) or argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen is not None and chosen not in COMMANDS:  # a typo: name the nearest command
         import difflib
@@ -82,6 +96,7 @@ def main(argv=None) -> int:
               + (f"; did you mean {near[0]!r}?" if near else "")
               + " (rimscope --help lists the commands)", file=sys.stderr)
         return 2
+    argv = modernise(chosen, argv)
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     from .runtime import setup_logging

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
@@ -17,7 +17,6 @@ from .errors import InputError
 log = logging.getLogger("rimscope")
 
 REQUIRED = ("subject", "flair", "lesions")  # and qsm or phase (or both)
-PHASE_NAMES = ("*_desc-localfield_phase", "*_localfield")  # rimscope's simulator, SEPIA
 NII = re.compile(r"\.nii(\.gz)?$")
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # names a folder of OUT: no / or ..
 
@@ -31,6 +30,8 @@ class SubjectEntry:
     flair: Path
     lesions: Path
     brainmask: Path | None = None
+    bids_root: Path | None = None  # the BIDS folder it was found in (the outputs' Sources)
+    why: dict = field(default_factory=dict)  # role -> which file was taken and why (run record)
     phase: Path | None = None
 
     def paths(self) -> dict:
@@ -53,31 +54,49 @@ def fingerprint(paths: dict, **extra) -> str:
     return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
 
 
-def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None,
-             subject=None, phase=None) -> list[SubjectEntry]:
+def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None, subject=None,
+             session=None, subjects=None, sessions=None, problems: list | None = None,
+             phase=None) -> list[SubjectEntry]:
     """The subjects to rate: `input` is a subject folder, a manifest (.csv/.tsv) or a BIDS
-    folder; without it, the files of one subject (its id from `subject` or the QSM/phase name)."""
+    folder; without it, the three files of one subject (its id from `subject` or the QSM name,
+    with its session from the name, a ses-* folder or `session`). `subjects`/`sessions` keep
+    those labels only; with `problems`, a subject with a problem is listed there, not raised."""
+    from .cohort_bids import select
+
     if not input:
-        return [single_subject(qsm, flair, lesions, brainmask, subject, phase)]
+        return [single_subject(qsm, flair, lesions, brainmask, subject, session, phase)]
     path = Path(input)
-    if path.is_dir():
-        return subject_folder(path) or load_cohort(path)
-    return load_cohort(path)
+    found: list = []
+    entries = (subject_folder(path) or load_cohort(path, found)) if path.is_dir() else load_cohort(path, found)
+    entries = select(entries, subjects, sessions, key=lambda e: e.subject)
+    found = select(found, subjects, sessions, key=lambda f: f[0])
+    if (subjects or sessions) and not entries and not found:
+        raise InputError(f"no subject matches --subjects {' '.join(subjects or ['*'])} --sessions "
+                         f"{' '.join(sessions or ['*'])}; check the labels", path)
+    for sid, err in found:
+        _report(problems, sid, err)
+    return entries
 
 
-def single_subject(qsm, flair, lesions, brainmask=None, subject=None, phase=None) -> SubjectEntry:
+def single_subject(qsm, flair, lesions, brainmask=None, subject=None, session=None,
+                   phase=None) -> SubjectEntry:
     if not ((qsm or phase) and flair and lesions):
         raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or --qsm (and/or --phase) with --flair "
                          "--lesions")
-    for p in (qsm, phase, flair, lesions, brainmask):
+    for p in (qsm, phase, flair, lesions):
         if p and not Path(p).exists():
             raise InputError("file not found", p)
+    from .cohort_bids import id_from_path
     from .io import guess_subject_id
 
-    return SubjectEntry(subject=subject or guess_subject_id(qsm or phase),
-                        qsm=Path(qsm) if qsm else None, flair=Path(flair), lesions=Path(lesions),
-                        brainmask=Path(brainmask) if brainmask else None,
-                        phase=Path(phase) if phase else None)
+    main = qsm or phase
+    sid = subject.removeprefix("sub-") if subject else (id_from_path(main, session) or guess_subject_id(main))
+    if session and "_ses-" not in f"_{sid}":
+        sid = f"{sid}_ses-{session.removeprefix('ses-')}"
+    why = {**({"qsm": "given with --qsm"} if qsm else {}), **({"phase": "given with --phase"} if phase else {})}
+    return SubjectEntry(subject=sid, qsm=Path(qsm) if qsm else None, flair=Path(flair),
+                        lesions=Path(lesions), brainmask=Path(brainmask) if brainmask else None,
+                        why=why, phase=Path(phase) if phase else None)
 
 
 def subject_folder(path: Path) -> list[SubjectEntry] | None:
@@ -101,9 +120,13 @@ def subject_folder(path: Path) -> list[SubjectEntry] | None:
 
 
 def load_cohort(path, problems: list | None = None) -> list[SubjectEntry]:
-    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected. With `problems` (a list), a
-    subject whose files are missing is left out and `(subject, InputError)` appended (validate and
-    batches go on); without it the first raises. Cohort-wide problems always raise."""
+    """A manifest file (CSV/TSV) or a BIDS folder, auto-detected.
+
+    With `problems` (a list), a subject whose files are missing is left out and
+    `(subject, InputError)` appended, so `validate` and batch runs go on with the others;
+    without it the first such problem raises. Cohort-wide problems (no such file, missing
+    columns, duplicate ids) always raise.
+    """
     path = Path(path)
     if path.is_dir():
         return discover_bids(path, problems)
@@ -191,75 +214,11 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
     return out
 
 
-def _one(paths: list[Path], what: str, where: Path) -> Path | None:
-    if len(paths) > 1:
-        raise InputError(f"{len(paths)} {what} files found ({', '.join(p.name for p in paths)}); keep "
-                         "one per subject/session or use a manifest", where)
-    return paths[0] if paths else None
-
-
-def _nii(folder: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in folder.glob(pattern + ".nii*") if NII.search(p.name))
-
-
 def discover_bids(root, problems: list | None = None) -> list[SubjectEntry]:
-    """sub-*/[ses-*/]anat/*_Chimap.nii[.gz] + *_FLAIR, lesions from derivatives/*/ (mask or dseg).
+    """A BIDS folder's entries (rimscope.cohort_bids: QSMxT layouts, main-map rule, runs)."""
+    from .cohort_bids import discover_bids as bids
 
-    A Chimap or FLAIR missing from the raw folder is also looked for in derivatives/*/ at the
-    same place, where QSM pipelines (QSMxT, ...) write them.
-    """
-    root = Path(root)
-    derivs = sorted(d for d in (root / "derivatives").glob("*") if d.is_dir())
-    rels = set()
-    for base in [root] + derivs:
-        rels |= {a.parent.relative_to(base) for a in base.glob("sub-*/anat") if a.is_dir()}
-        rels |= {a.parent.relative_to(base) for a in base.glob("sub-*/ses-*/anat") if a.is_dir()}
-    out = []
-    for rel in sorted(rels):
-        parts = rel.parts
-        sid = parts[0].removeprefix("sub-") + (f"_{parts[1]}" if len(parts) > 1 else "")
-        anat = root / rel / "anat"
-        in_derivs = [d / rel / "anat" for d in derivs]
-        try:
-            chi = _one(_nii(anat, "*_Chimap"), "Chimap", anat) or _one(
-                [p for d in in_derivs for p in _nii(d, "*_Chimap")], "Chimap", root / "derivatives")
-            phase = bids_phase(anat, in_derivs, root)
-            if chi is None and phase is None:
-                if anat.is_dir():
-                    log.warning("sub-%s has no *_Chimap.nii[.gz] (nor a local field phase); skipped", sid)
-                continue
-            flair = _one(_nii(anat, "*_FLAIR"), "FLAIR", anat) or _one(
-                [p for d in in_derivs for p in _nii(d, "*_FLAIR")], "FLAIR", root / "derivatives")
-            if flair is None:
-                raise InputError(f"no *_FLAIR.nii[.gz] for sub-{sid} (next to its Chimap); add it",
-                                 (chi or phase).parent)
-            les = [p for d in in_derivs for p in _nii(d, "*_desc-lesions_*")
-                   if re.search(r"_desc-lesions_(mask|dseg)\.nii(\.gz)?$", p.name)]
-            lesion = _one(les, "desc-lesions", root / "derivatives")
-            if lesion is None:
-                raise InputError(f"no derivatives/*/{rel.as_posix()}/anat/*_desc-lesions_mask.nii.gz "
-                                 f"for sub-{sid}; add the lesion mask there", root)
-            bms = [p for d in in_derivs for p in _nii(d, "*_desc-brain_mask")]
-            bm = _one(bms, "desc-brain_mask", root / "derivatives")
-        except InputError as err:
-            _report(problems, sid, err)
-            continue
-        out.append(SubjectEntry(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm,
-                                phase=phase))
-    if not out and not problems:
-        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] (or *_desc-localfield_phase) found; "
-                         "is this a BIDS folder?", root)
-    return out
-
-
-def bids_phase(anat: Path, in_derivs: list[Path], root: Path) -> Path | None:
-    """A subject's local field map (rimscope.phase), in anat/ or derivatives/*/ at the same place."""
-    for pattern in PHASE_NAMES:
-        hit = _one(_nii(anat, pattern), pattern[2:], anat) or _one(
-            [p for d in in_derivs for p in _nii(d, pattern)], pattern[2:], root / "derivatives")
-        if hit is not None:
-            return hit
-    return None
+    return bids(root, SubjectEntry, problems)
 
 
 def read_labels(path) -> dict[tuple[str, int], int]:

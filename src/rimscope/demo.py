@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .cohort import read_labels
+from .flags import add_output
 from .runtime import read_tsv, write_json_atomic
 
 DEMO_SEED = 20261127  # never used for training the shipped model (see its card)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-o", "--output", default="demo_out", help="output folder (default: ./demo_out)")
+    add_output(p, "output folder (default: ./demo_out)", default="demo_out")
     p.add_argument("--subjects", type=int, default=4)
     p.add_argument("--seed", type=int, default=DEMO_SEED)
     p.add_argument("-m", "--model", default=None, help="model (default: the shipped default)")
@@ -43,9 +44,10 @@ def score(pred_dir: Path, labels: dict) -> dict:
 
     threshold = json.loads((pred_dir / "run.json").read_text())["model"]["threshold"]
     y, p = [], []
-    for tsv in sorted(pred_dir.glob("sub-*/sub-*_lesions.tsv")):
-        sid = tsv.parent.name.removeprefix("sub-")
-        for row in read_tsv(tsv):
+    from .inference.outputs import finished, find_lesions_tsv
+
+    for sid in finished(pred_dir):
+        for row in read_tsv(find_lesions_tsv(pred_dir, sid)):
             key = (sid, int(row["lesion_id"]))
             if key in labels:
                 y.append(labels[key])

@@ -1,15 +1,17 @@
-"""`rimscope validate COHORT`: check a whole cohort before a long run, one line per subject.
+"""`rimscope validate -i COHORT`: check a whole cohort before a long run, one line per subject.
 
 Every subject is tried, so one run lists every problem of the cohort; a subject that cannot be
 used makes the exit code 2, and its line (and one line on stderr) names the file and the fix.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
-from .cohort import check_labels, load_cohort, read_labels
+from .cohort import check_labels, discover, read_labels
 from .errors import InputError
+from .flags import add_input, deprecated
 from .lesions import lesion_table
 from .phase import load_inputs
 
@@ -18,8 +20,10 @@ COLUMNS = ("subject", "lesions", "grid", "voxel_mm", "orientation", "units", "pr
 
 
 def add_arguments(p) -> None:
-    p.add_argument("cohort", help="manifest (.csv/.tsv: subject,qsm,flair,lesions[,brainmask]) or "
-                                  "BIDS folder")
+    add_input(p, "manifest (.csv/.tsv: subject,qsm,flair,lesions[,brainmask]) or BIDS folder")
+    p.add_argument("cohort", nargs="?", help=argparse.SUPPRESS)  # deprecated positional form
+    p.add_argument("--subjects", nargs="+", metavar="LABEL", help="check only these subjects (sub- optional)")
+    p.add_argument("--sessions", nargs="+", metavar="LABEL", help="check only these sessions (ses- optional)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm",
                    help="units of the QSM maps (default ppm)")
     p.add_argument("--labels", default=None,
@@ -61,7 +65,12 @@ def subject_line(subject) -> tuple[list, set]:
 
 def run(args) -> int:
     problems: list = []
-    entries = load_cohort(args.cohort, problems=problems)
+    if args.cohort and not args.input:
+        deprecated("validate COHORT", "validate -i COHORT")
+    source = args.input or args.cohort
+    if not source:
+        raise InputError("give the cohort to check: rimscope validate -i MANIFEST|BIDS_DIR")
+    entries = discover(source, subjects=args.subjects, sessions=args.sessions, problems=problems)
     labels = read_labels(args.labels) if args.labels else None
     failures = list(problems)
     print(_line(COLUMNS))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..flags import add_output
+
 TARGETS = {
     "io": ("rimscope.bench.io", "load+validate a 256x256x176 subject, patches of 50 lesions"),
     "simulate": ("rimscope.bench.simulate", "time and peak memory per simulated subject; difficulty"),
@@ -23,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("target", choices=sorted(TARGETS), help="; ".join(f"{k}: {v[1]}" for k, v in TARGETS.items()))
     p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda (where a network runs)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=None, help="folder for temporary files (default: a temp dir)")
+    add_output(p, "folder for temporary files (default: a temp dir)", dest="out", default=None)
 
 
 def run(args) -> int:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..flags import add_output, add_set
+
 log = logging.getLogger("rimscope")
 
 ALL_MODELS = "asymmetric,asymmetric-frodo,rimnet,qsm-only,concat,radiomics,rim-contrast"
@@ -30,13 +32,12 @@ TARGETS = {"roc_auc": 0.95, "sens_at_spec0.90": 0.90}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="folder for cohorts, evaluation and benchmark.md")
+    add_output(p, "folder for cohorts, evaluation and benchmark.md", required=True, dest="out")
     p.add_argument("--quick", action="store_true", help="toy-scale run for CI (a few minutes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subjects", type=int, default=None, help="override the profile's labelled subjects")
     p.add_argument("--models", default=ALL_MODELS)
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra training option for every fit (overrides the profile)")
+    add_set(p, help="extra training option for every fit (overrides the profile)")
     p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
@@ -155,7 +156,7 @@ def run(args) -> int:
     results["threads"] = torch.get_num_threads()
     targets = check_targets(results["summary"])
     command = ("rimscope " + " ".join(sys.argv[1:]) if sys.argv and "rimscope" in Path(sys.argv[0]).name
-               else f"rimscope benchmark {'--quick ' if args.quick else ''}--out {out} (called from Python)")
+               else f"rimscope benchmark {'--quick ' if args.quick else ''}-o {out} (called from Python)")
     write_json_atomic(out / "benchmark.json", {"command": command, "profile": prof_name, "settings": prof,
                                                "evaluate_arguments": {k: str(v) if isinstance(v, Path) else v for k, v in kw.items()}, "timings_s": timings, "targets": targets})
     write_text_atomic(out / "benchmark.md", benchmark_markdown(command, prof_name, prof, results, targets, timings))

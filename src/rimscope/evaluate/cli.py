@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from .pipeline import ALL_MODELS
+from ..flags import add_input, add_output, add_set
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--cohort", required=True, help="labelled cohort: manifest (.csv/.tsv) or BIDS folder")
+    add_input(p, "labelled cohort: manifest (.csv/.tsv) or BIDS folder", required=True, dest="cohort")
     p.add_argument("--labels", required=True, help="TSV subject, lesion_id, rim")
     p.add_argument("--models", default=ALL_MODELS,
                    help="comma-separated registry names (see `rimscope models`)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--out", required=True, help="output folder")
+    add_output(p, "output folder", required=True, dest="out")
     p.add_argument("--pretrain-cohort", default=None,
                    help="separate UNLABELED cohort for self-supervised pre-training (never the labelled one)")
     p.add_argument("--wm-per-subject", type=int, default=20,
@@ -23,8 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sizes", default="4,8,16,all", help="label-efficiency subject counts")
     p.add_argument("--ablations", action="store_true",
                    help="add asymmetric w/o pre-training, w/o contrastive term, and rimnet (symmetric fusion)")
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="training option for every fit (e.g. epochs=20); see `rimscope train`")
+    add_set(p, help="training option for every fit (e.g. epochs=20); see `rimscope train`")
     p.add_argument("--truth", default=None,
                    help="simulator truth.json (default: beside the manifest if present) for FPR per hard-negative kind")
     p.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples")

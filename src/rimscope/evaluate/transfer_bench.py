@@ -80,7 +80,7 @@ def _simulated(folder: Path, preset: str, n: int, seed: int, quiet: bool, config
             return 0.0
     t0 = time.perf_counter()
     simulate_cohort(folder, n, seed, cfg, quiet=quiet, montage=False, preset=preset,
-                    command=f"rimscope simulate --preset {preset} --out {folder} --subjects {n} --seed {seed}")
+                    command=f"rimscope simulate --preset {preset} -o {folder} --subjects {n} --seed {seed}")
     return time.perf_counter() - t0
 
 
@@ -171,7 +171,9 @@ def transfer(out, models: dict | None = None, presets="all", subjects: int = 8, 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="folder for cohorts (cached), results.json/.md, figures/")
+    from ..flags import add_output
+
+    add_output(p, "folder for cohorts (cached), results.json/.md, figures/", required=True, dest="out")
     p.add_argument("--models", default=None,
                    help="NAME=FOLDER,... model folders (card.json + weights.pt) or shipped names; the first is "
                         "DeLong's reference; default: the shipped default; 'none': the two rules only")

@@ -1,10 +1,11 @@
 """The Python API of prediction: which model (`resolve_model_card`, `model_for_inputs`: the
 input given picks it), one loaded subject to its lesion rows (`rate_subject`, the single path
-from patches to probabilities), and `predict_subject` (what `rimscope.predict` calls).
+from patches to probabilities), and `predict_subject` (what `rimscope.predict` calls, returning
+a `PredictResult`).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,43 @@ def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> l
     return rows
 
 
+@dataclass
+class PredictResult:
+    """What `rimscope.predict` returns (as TotalSegmentator returns its image):
+
+    - `records`: one dict per lesion (the columns of the lesions TSV);
+    - `table`: the same as a pandas DataFrame when pandas is importable, else `records`;
+    - `images`: {"probseg", "dseg"} nibabel images on the QSM's original grid (the files
+      `rimscope predict` writes), e.g. `result.images["probseg"].to_filename("p.nii.gz")`;
+    - `warnings`: what loading the inputs noticed (resampling, units, ...).
+
+    Iterating, `len()` and indexing go over `records`, as the list of dicts returned before.
+    """
+
+    records: list
+    images: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def table(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            return self.records
+        from .outputs import LESION_COLUMNS
+
+        return pd.DataFrame(self.records, columns=LESION_COLUMNS)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+
 def phase_options(phase_units=None, te_ms=None, field_t=None, phase_sign="auto",
                   phase_filtered: bool = False, b0_dir=None) -> dict:
     """rimscope.phase.load_phase_subject's keywords from the predict options."""
@@ -102,12 +140,15 @@ def predict_subject(qsm=None, flair=None, lesions=None, model=None, brainmask=No
                     subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None,
                     lesion_label: int | None = None, phase=None, phase_units: str | None = None,
                     te_ms: float | None = None, field_t: float | None = None, phase_sign="auto",
-                    phase_filtered: bool = False) -> list[dict]:
-    """Python API: rate every lesion of one subject (paths or nibabel images) → list of row dicts.
-    `lesion_label` takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG). With
-    `phase` (a local field map; units, sign: rimscope.phase) and no QSM, the phase model is used;
-    a model reads what its card's patch.source names."""
+                    phase_filtered: bool = False) -> PredictResult:
+    """Python API: rate every lesion of one subject (paths or nibabel images) → PredictResult
+    (`.table`, `.records`, `.images`, `.warnings`; iterable over the lesion dicts). `lesion_label`
+    takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG). With `phase` (a local
+    field map; units, sign: rimscope.phase) and no QSM, the phase model is used; a model reads
+    what its card's patch.source names."""
     from types import SimpleNamespace
+
+    from .outputs import images
 
     if not ((qsm is not None or phase is not None) and flair is not None and lesions is not None):
         raise InputError("give qsm (and/or phase), flair and lesions")
@@ -119,4 +160,5 @@ def predict_subject(qsm=None, flair=None, lesions=None, model=None, brainmask=No
     subject = load_inputs(paths, model.patch_config.source == "phase",
                           phase_options(phase_units, te_ms, field_t, phase_sign, phase_filtered, b0_dir),
                           subject_id=subject_id, qsm_units=qsm_units, lesion_label=lesion_label)
-    return rate_subject(subject, model, device, b0_dir)
+    rows = rate_subject(subject, model, device, b0_dir)
+    return PredictResult(rows, images(subject, rows), list(subject.warnings))

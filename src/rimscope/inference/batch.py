@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..phase import load_inputs
 from ..runtime import progress, write_json_atomic
 from .api import rate_subject
-from .outputs import discard_subject, stamp_path, write_subject
+from .outputs import discard_subject, sources, stamp_path, write_subject
 
 log = logging.getLogger("rimscope")
 
@@ -72,7 +72,9 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
     """Predict every entry; returns the run record (failures listed, the batch goes on)."""
     out.mkdir(parents=True, exist_ok=True)
     sha = card.weights_sha256 if card is not None else model.name
-    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {}}
+    record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {},
+              "inputs": {e.subject: {"files": {k: str(v) for k, v in e.inputs().items()}, "why": e.why}
+                         for e in entries}}
     if options.phase is not None:
         record["phase"] = {}  # per subject: units, TE, B0, sign given/detected/used, filtered
     for entry in progress(entries, desc="predict", unit="subject", quiet=options.quiet):
@@ -87,7 +89,9 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
                                   lesion_label=options.lesion_label)
             rows = rate_subject(subject, model, device, options.b0_dir)
             discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
-            info = write_subject(subject, rows, out, options.report, model=model)
+            info = write_subject(subject, rows, out, options.report,
+                                 sources(entry.inputs() if options.phase is not None else entry.paths(),
+                                         out, entry.bids_root), model=model)
             if "phase" in subject.info:
                 info["phase"] = record["phase"][entry.subject] = subject.info["phase"]
             dt = time.perf_counter() - t0

@@ -4,21 +4,27 @@ The single-subject Python API is `rimscope.predict` (rimscope.inference.api.pred
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import __version__
 from ..cohort import discover
+from ..errors import InputError
+from ..flags import add_input, add_output
 from ..runtime import resolve_device, versions, write_json_atomic
 from .api import check_inputs, model_for_inputs, phase_options, resolve_model_card
 from .batch import BatchOptions, run_batch
 from .batch import shard as batch_shard
-from .outputs import write_summary
+from .outputs import summary_rows, write_description, write_summary
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-i", "--input", help="subject folder, manifest (.csv/.tsv) or BIDS folder")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    add_input(p, "subject folder, manifest (.csv/.tsv) or BIDS folder")
+    add_output(p, "output folder (a BIDS derivatives dataset)", required=True)
     p.add_argument("-m", "--model", default=None, help="shipped model name or folder with card.json "
                    "(default: the shipped default model)")
     p.add_argument("-d", "--device", default="auto", help="auto|cpu|cuda|cuda:N")
@@ -29,10 +35,16 @@ def add_arguments(p) -> None:
     p.add_argument("--lesions", help="single subject: lesion mask or instance map")
     p.add_argument("--brainmask", help="single subject: brain mask (optional)")
     p.add_argument("--subject", help="single subject: its id (default from the QSM file name)")
+    p.add_argument("--session", help="single subject: its session, where the file name gives none")
+    p.add_argument("--subjects", nargs="+", metavar="LABEL", help="rate only these subjects (sub- optional)")
+    p.add_argument("--sessions", nargs="+", metavar="LABEL", help="rate only these sessions (ses- optional)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
     p.add_argument("--lesion-label", type=int, default=None, metavar="N",
                    help="lesion maps are label maps: take label N as the lesion mask (e.g. 99 for "
                         "SAMSEG's segmentation)")
+    p.add_argument("--bids-app", choices=("participant", "group"), default=None,
+                   help="BIDS App level (also: rimscope BIDS_DIR OUT_DIR participant|group); participant: "
+                   "no summary.tsv (jobs share OUT); group: summary.tsv of every finished participant")
     p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="B0 direction in world coordinates (default: scanner z)")
     add_phase_arguments(p)
@@ -57,18 +69,27 @@ def add_phase_arguments(p, single: bool = True) -> None:
 
 
 def run(args) -> int:
+    if args.bids_app == "group":
+        rows = write_summary(Path(args.output))
+        if not rows:
+            raise InputError("no finished participant in OUT; run the participant level first", args.output)
+        print(f"rimscope: group: {len(rows)} participants, {sum(int(r['n_rim']) for r in rows)} Rim+ of "
+              f"{sum(int(r['n_lesions']) for r in rows)} lesions. Results: {Path(args.output).resolve()}/summary.tsv",
+              file=sys.stderr)
+        return 0
     record = predict_cohort(input=args.input, output=args.output, model=args.model, device=args.device,
                             report=args.report, shard=args.shard, qsm=args.qsm, flair=args.flair,
                             lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
+                            session=args.session, subjects=args.subjects, sessions=args.sessions,
                             qsm_units=args.qsm_units, b0_dir=args.b0_dir, lesion_label=args.lesion_label,
-                            quiet=args.quiet, phase=args.phase, phase_units=args.phase_units,
-                            te_ms=args.te_ms, field_t=args.field_t, phase_sign=args.phase_sign,
-                            phase_filtered=args.phase_filtered)
+                            quiet=args.quiet, summary=args.bids_app != "participant", phase=args.phase,
+                            phase_units=args.phase_units, te_ms=args.te_ms, field_t=args.field_t,
+                            phase_sign=args.phase_sign, phase_filtered=args.phase_filtered)
     if record["nothing_written"]:  # each error once, on one line; OUT left as it was
         for f in record["failures"]:
             print(f"rimscope: error: {' '.join(f['error'].split())}", file=sys.stderr)
         return 2
-    summary, n_fail = record["summary"], len(record["failures"])
+    summary, n_fail = [r for r in record["summary"] if r["status"] == "ok"], len(record["failures"])
     print(f"rimscope: {len(record['done'])} subjects rated, {len(record['skipped'])} already done, "
           f"{n_fail} failed; {sum(r['n_rim'] for r in summary)} Rim+ of "
           f"{sum(r['n_lesions'] for r in summary)} lesions. Results: {Path(args.output).resolve()}/summary.tsv",
@@ -80,44 +101,71 @@ def run(args) -> int:
 
 def predict_cohort(*, output, input=None, model=None, device: str = "auto", report: bool = False,
                    shard: str | None = None, qsm=None, flair=None, lesions=None, brainmask=None,
-                   subject: str | None = None, qsm_units: str = "ppm", b0_dir=None,
-                   lesion_label: int | None = None, quiet: bool = False, phase=None,
+                   subject: str | None = None, session: str | None = None, subjects=None, sessions=None,
+                   qsm_units: str = "ppm", b0_dir=None, lesion_label: int | None = None,
+                   quiet: bool = False, summary: bool = True, phase=None,
                    phase_units: str | None = None, te_ms: float | None = None,
                    field_t: float | None = None, phase_sign="auto", phase_filtered: bool = False) -> dict:
     """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
-    BIDS) or of the single subject qsm/flair/lesions; writes OUT and returns the run record
-    (with the rebuilt summary under "summary"; "nothing_written" when no subject succeeded, in
-    which case OUT is left as it was). The input picks the model (api.model_for_inputs): phase
-    only -> the phase model; a model must read what the subjects have (api.check_inputs)."""
+    BIDS; `subjects`/`sessions` keep those labels) or of the single subject qsm/flair/lesions;
+    writes OUT (a BIDS derivatives dataset) and returns the run record (with this run's
+    summary under "summary"). A subject with a discovery problem is a failure; the others run.
+    `summary=False` (the BIDS App participant level) leaves summary.tsv to the group level.
+    "nothing_written" when no subject succeeded, in which case OUT is left as it was. The input
+    picks the model (api.model_for_inputs): phase only -> the phase model; a model must read
+    what the subjects have (api.check_inputs)."""
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     t0 = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    problems: list = []
     entries = batch_shard(discover(input, qsm=qsm, flair=flair, lesions=lesions, brainmask=brainmask,
-                                   subject=subject, phase=phase), shard)
+                                   subject=subject, session=session, subjects=subjects, sessions=sessions,
+                                   problems=problems, phase=phase), shard)
     device = resolve_device(device)
     net, card = resolve_model_card(model_for_inputs(model, entries), device)
     check_inputs(net, entries)
     out = Path(output)
     phase_opts = (phase_options(phase_units, te_ms, field_t, phase_sign, phase_filtered, b0_dir)
                   if net.patch_config.source == "phase" else None)
+    sha = card.weights_sha256 if card else None
     options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
                            lesion_label=lesion_label, quiet=quiet, phase=phase_opts)
     existed = out.exists()
     record = run_batch(entries, out, net, device, options, card)
+    for sid, err in problems:  # listed with the other failures, once, at the end
+        record["failures"].append({"subject": sid, "error": str(err)})
     if record["failures"] and not (record["done"] or record["skipped"]):
-        # nothing usable: nothing written (no empty summary, no run record)
+        # nothing usable: nothing written (no description, no empty summary, no run record)
         if not existed:
             try:
                 out.rmdir()
             except OSError:
                 pass
         return {**record, "summary": [], "nothing_written": True}
-    summary = write_summary(out)
-    run_name = "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json"
-    write_json_atomic(out / run_name, {
-        "command": "predict", "argv": sys.argv, "arguments": arguments,
-        "versions": versions(), "device": device,
-        "model": {"name": net.name, "path": str(card.path.parent) if card else None,
-                  "sha256": card.weights_sha256 if card else None, "threshold": net.threshold,
-                  "source": net.patch_config.source},
-        "n_subjects": len(entries), **record, "total_seconds": round(time.perf_counter() - t0, 3)})
-    return {**record, "summary": summary, "nothing_written": False}
+    bids_root = next((e.bids_root for e in entries if e.bids_root is not None), None)
+    write_description(out, net.name, sha, __version__, bids_root)
+    failed = {f["subject"]: f["error"] for f in record["failures"]}
+    # summary.tsv: this run's subjects only; shards and BIDS App participant jobs share OUT, so
+    # they leave it to a whole-cohort run or the group level
+    rows = (write_summary if summary and not shard else summary_rows)(
+        out, record["done"] + record["skipped"], failed)
+    run = {"command": "predict", "version": __version__, "argv": sys.argv, "arguments": arguments,
+           "started_utc": started.isoformat(timespec="seconds"), "versions": versions(), "device": device,
+           "model": {"name": net.name, "path": str(card.path.parent) if card else None,
+                     "sha256": sha, "threshold": net.threshold, "source": net.patch_config.source},
+           "n_subjects": len(entries) + len(problems), **record,
+           "total_seconds": round(time.perf_counter() - t0, 3)}
+    write_run_record(out, run, started, "run.json" if not shard else f"run_shard-{shard.replace('/', 'of')}.json")
+    return {**record, "summary": rows, "nothing_written": False}
+
+
+def write_run_record(out: Path, run: dict, started: datetime, latest: str) -> Path:
+    """runs/<UTC timestamp>-<short hash>.json, never overwritten by a later run, and a copy as
+    the latest run (`latest`: run.json, or run_shard-XofN.json)."""
+    text = json.dumps(run, sort_keys=True, default=str)
+    name = f"{started.strftime('%Y%m%dT%H%M%S%fZ')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}.json"
+    path = out / "runs" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, run)
+    write_json_atomic(out / latest, run)
+    return path

@@ -1,51 +1,132 @@
-"""What `rimscope predict` writes, defined once: file names, the lesions table's columns, the
-per-subject images, the completion stamp and `summary.tsv` (review.catalog reads them back).
+"""What `rimscope predict` writes, defined once: OUT as a BIDS derivatives dataset (file names in
+BIDS entity order, a JSON sidecar per image with its `Sources`, the lesions table and its column
+descriptions), the completion stamp and `summary.tsv` (review.catalog reads them back).
+
+    OUT/dataset_description.json, .bidsignore, summary.tsv, run.json, runs/<UTC>-<hash>.json
+    OUT/sub-<s>/[ses-<t>/]anat/sub-<s>[_ses-<t>][_acq-…][_run-…]_desc-rim_probseg.nii.gz (+ .json)
+                                                          …_desc-rim_dseg.nii.gz (+ .json, .tsv)
+                                                          …_lesions.tsv (+ .json)
+    OUT/sub-<s>/sub-<s>[_ses-<t>…]_report.html   (with --report)
 
 Every file is written atomically; the stamp, written last by the batch, marks a subject done.
+Outputs of rimscope <= 0.1 (flat `OUT/sub-<id>/sub-<id>_lesions.tsv`) are still found by
+`find_lesions_tsv`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..cohort_bids import ORDER, id_entities
 from ..io import Subject, save_atomic
-from ..runtime import read_tsv, write_text_atomic, write_tsv_atomic
+from ..runtime import read_tsv, write_json_atomic, write_text_atomic, write_tsv_atomic
 
 LESION_COLUMNS = ["lesion_id", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm", "rim_probability", "rim",
                   "flags"]
-SUMMARY_COLUMNS = ["subject", "n_lesions", "n_rim", "expected_n_rim", "max_probability"]
+LESION_SIDECAR = {
+    "lesion_id": {"Description": "lesion label in the lesion map, after numbering connected components"},
+    "n_voxels": {"Description": "lesion size on the QSM grid", "Units": "voxels"},
+    "volume_mm3": {"Description": "lesion volume", "Units": "mm^3"},
+    "x_mm": {"Description": "lesion centroid, scanner x (RAS+)", "Units": "mm"},
+    "y_mm": {"Description": "lesion centroid, scanner y (RAS+)", "Units": "mm"},
+    "z_mm": {"Description": "lesion centroid, scanner z (RAS+)", "Units": "mm"},
+    "rim_probability": {"Description": "probability of a paramagnetic rim (PRL)", "Units": "arbitrary"},
+    "rim": {"Description": "1 if rim_probability >= the model's operating threshold",
+            "Levels": {"0": "Rim-", "1": "Rim+"}},
+    "flags": {"Description": "comma-separated quality flags (e.g. touches the edge of the brain)"},
+}
+SUMMARY_COLUMNS = ["subject", "n_lesions", "n_rim", "expected_n_rim", "max_probability", "status"]
 DSEG_TSV = "index\tname\n0\tbackground\n1\trim_negative\n2\trim_positive\n"
 STAMP = ".rimscope-done.json"
+BIDSIGNORE = "summary.tsv\nrun.json\nrun_shard-*.json\nruns/\n*_lesions.tsv\n*_lesions.json\n*_report.html\n"
+BIDS_VERSION = "1.9.0"
+
+
+def prefix(subject: str) -> str:
+    """sub-<s>[_ses-<t>][_acq-…][_run-…]: the entry id in BIDS entity order."""
+    ents = id_entities(subject)
+    return "_".join(f"{k}-{ents[k]}" for k in ORDER if k in ents)
 
 
 def subject_dir(out, subject: str) -> Path:
-    return Path(out) / f"sub-{subject}"
+    """OUT/sub-<s>/[ses-<t>/]anat: where one entry's files go."""
+    ents = id_entities(subject)
+    return Path(out) / f"sub-{ents['sub']}" / (f"ses-{ents['ses']}" if "ses" in ents else "") / "anat"
 
 
 def lesions_tsv(out, subject: str) -> Path:
-    """OUT/sub-<id>/sub-<id>_lesions.tsv: the per-lesion table of one subject."""
-    return subject_dir(out, subject) / f"sub-{subject}_lesions.tsv"
+    """The per-lesion table of one entry."""
+    return subject_dir(out, subject) / f"{prefix(subject)}_lesions.tsv"
+
+
+def find_lesions_tsv(out, subject: str) -> Path:
+    """lesions_tsv, or the flat layout of rimscope <= 0.1 where only that exists (old outputs)."""
+    new, old = lesions_tsv(out, subject), Path(out) / f"sub-{subject}" / f"sub-{subject}_lesions.tsv"
+    return old if not new.exists() and old.exists() else new
+
+
+def report_path(out, subject: str) -> Path:
+    return Path(out) / f"sub-{id_entities(subject)['sub']}" / f"{prefix(subject)}_report.html"
 
 
 def stamp_path(out, subject: str) -> Path:
-    return subject_dir(out, subject) / STAMP
+    return subject_dir(out, subject) / f".{prefix(subject)}{STAMP}"
+
+
+def sources(paths: dict, out, bids_root=None) -> list[str]:
+    """Sidecar `Sources`: BIDS URIs (bids:raw:<path>) for inputs inside the BIDS folder, else
+    paths relative to OUT."""
+    res = []
+    for _, p in sorted(paths.items()):
+        p = Path(p).resolve()
+        if bids_root is not None and Path(bids_root).resolve() in p.parents:
+            res.append(f"bids:raw:{p.relative_to(Path(bids_root).resolve()).as_posix()}")
+        else:
+            res.append(os.path.relpath(p, Path(out).resolve()))
+    return res
+
+
+def write_description(out, model_name: str, model_sha: str | None, version: str, bids_root=None) -> None:
+    """OUT/dataset_description.json (a BIDS derivatives dataset) and .bidsignore."""
+    desc = {"Name": "rimscope paramagnetic rim lesion ratings", "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "rimscope", "Version": version,
+                             "Description": f"model {model_name}, weights sha256 {model_sha or 'n/a'}"}]}
+    if bids_root is not None:
+        uri = Path(bids_root).resolve().as_uri()
+        desc["SourceDatasets"] = [{"URL": uri}]
+        desc["DatasetLinks"] = {"raw": uri}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(out) / "dataset_description.json", desc)
+    write_text_atomic(Path(out) / ".bidsignore", BIDSIGNORE)
+
+
+IMAGE_ENDS = ("_lesions.tsv", "_lesions.json", "_desc-rim_probseg.nii.gz", "_desc-rim_probseg.json",
+              "_desc-rim_dseg.nii.gz", "_desc-rim_dseg.json", "_desc-rim_dseg.tsv")
+
+
+def subject_files(out, subject: str, report: bool = True) -> list[Path]:
+    """Every file write_subject writes for one entry (the report only with `report`)."""
+    pre = subject_dir(out, subject) / prefix(subject)
+    return [Path(f"{pre}{end}") for end in IMAGE_ENDS] + ([report_path(out, subject)] if report else [])
 
 
 def discard_subject(out, subject: str) -> None:
-    """Remove a subject's results (stamp first), and its folder if nothing else is in it."""
-    d = subject_dir(out, subject)
-    for name in (STAMP, f"sub-{subject}_lesions.tsv", f"sub-{subject}_desc-rim_probseg.nii.gz",
-                 f"sub-{subject}_desc-rim_dseg.nii.gz", f"sub-{subject}_desc-rim_dseg.tsv",
-                 f"sub-{subject}_report.html"):
+    """Remove an entry's results (stamp first), and its anat/ses/sub folders if nothing else is in
+    them."""
+    for path in [stamp_path(out, subject)] + subject_files(out, subject):
         try:
-            (d / name).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError:  # a read-only disk: nothing was written there either
             pass
-    try:
-        d.rmdir()
-    except OSError:  # absent, or holds the user's own files
-        pass
+    d = subject_dir(out, subject)
+    for folder in (d, d.parent, Path(out) / f"sub-{id_entities(subject)['sub']}"):  # anat, ses, sub
+        try:
+            folder.rmdir()
+        except OSError:  # absent, or holds the user's own files or another entry's
+            pass
 
 
 def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,39 +139,64 @@ def paint(subject: Subject, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return lut_p[subject.lesions], lut_d[subject.lesions]
 
 
+def images(subject: Subject, rows: list[dict]) -> dict:
+    """{"probseg", "dseg"}: nibabel images on the subject's original grid."""
+    prob, dseg = paint(subject, rows)
+    return {"probseg": subject.original_image(prob, np.float32), "dseg": subject.original_image(dseg, np.uint8)}
+
+
 def write_subject(subject: Subject, rows: list[dict], out_dir: Path, report: bool = False,
-                  model=None) -> dict:
+                  sources: list | None = None, model=None) -> dict:
     """All files of one subject, atomically (the batch writes the stamp after them); `model` gives
     the report its name and operating threshold."""
     d = subject_dir(out_dir, subject.id)
     d.mkdir(parents=True, exist_ok=True)
-    pre = d / f"sub-{subject.id}"
-    prob, dseg = paint(subject, rows)
-    save_atomic(subject.original_image(prob, np.float32), f"{pre}_desc-rim_probseg.nii.gz")
-    save_atomic(subject.original_image(dseg, np.uint8), f"{pre}_desc-rim_dseg.nii.gz")
+    pre = d / prefix(subject.id)
+    src = {"Sources": list(sources)} if sources else {}
+    imgs = images(subject, rows)
+    save_atomic(imgs["probseg"], f"{pre}_desc-rim_probseg.nii.gz")
+    write_json_atomic(f"{pre}_desc-rim_probseg.json", {
+        "Description": "probability of a paramagnetic rim, painted over each lesion", **src})
+    save_atomic(imgs["dseg"], f"{pre}_desc-rim_dseg.nii.gz")
+    write_json_atomic(f"{pre}_desc-rim_dseg.json", {
+        "Description": "lesions called Rim- (1) or Rim+ (2) at the model's operating threshold", **src})
     write_text_atomic(f"{pre}_desc-rim_dseg.tsv", DSEG_TSV)
     write_tsv_atomic(lesions_tsv(out_dir, subject.id), rows, LESION_COLUMNS)
-    files = [f"{pre.name}_lesions.tsv", f"{pre.name}_desc-rim_probseg.nii.gz",
-             f"{pre.name}_desc-rim_dseg.nii.gz", f"{pre.name}_desc-rim_dseg.tsv"]
+    phase = {"PhaseHandling": subject.info["phase"]} if "phase" in subject.info else {}  # rimscope.phase
+    write_json_atomic(f"{pre}_lesions.json", {**LESION_SIDECAR, **src, **phase})
     if report:
         from .report import write_report
 
-        write_report(subject, rows, f"{pre}_report.html", model=model)
-        files.append(f"{pre.name}_report.html")
+        write_report(subject, rows, report_path(out_dir, subject.id), model=model)
+    files = [p.relative_to(out_dir).as_posix() for p in subject_files(out_dir, subject.id, report)]
     return {"files": files}
 
 
-def write_summary(out: Path) -> list[dict]:
-    """summary.tsv rebuilt from every finished subject on disk (so shards agree)."""
+def finished(out) -> list[str]:
+    """The ids of every finished entry on disk (their stamps)."""
+    return sorted(p.name[1:-len(STAMP)].removeprefix("sub-") for p in Path(out).glob(f"sub-*/**/.sub-*{STAMP}"))
+
+
+def summary_rows(out: Path, subjects: list[str] | None = None, failed: dict | None = None) -> list[dict]:
+    """The summary of `subjects` (this run's; None: every finished entry on disk, the BIDS App
+    `group` level) and of the `failed` ones {id: error}."""
     rows = []
-    for stamp in sorted(Path(out).glob(f"sub-*/{STAMP}")):
-        sid = stamp.parent.name.removeprefix("sub-")
+    for sid in (finished(out) if subjects is None else subjects):
         les = read_tsv(lesions_tsv(out, sid))
         probs = [float(r["rim_probability"]) for r in les]
         # expected_n_rim (sum of probabilities): a threshold-free count estimate, meaningful
         # because models' probabilities are put on the training prevalence (train.finetune)
         rows.append({"subject": sid, "n_lesions": len(les), "n_rim": sum(int(r["rim"]) for r in les),
                      "expected_n_rim": round(sum(probs), 2),
-                     "max_probability": round(max(probs), 4) if probs else 0.0})
+                     "max_probability": round(max(probs), 4) if probs else 0.0, "status": "ok"})
+    for sid in sorted(failed or {}):
+        rows.append({"subject": sid, "n_lesions": "", "n_rim": "", "expected_n_rim": "",
+                     "max_probability": "", "status": "failed"})
+    return rows
+
+
+def write_summary(out: Path, subjects: list[str] | None = None, failed: dict | None = None) -> list[dict]:
+    """summary.tsv (summary_rows): it describes the run that wrote it, nothing older."""
+    rows = summary_rows(out, subjects, failed)
     write_tsv_atomic(Path(out) / "summary.tsv", rows, SUMMARY_COLUMNS)
     return rows

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..cohort import load_cohort
 from ..errors import InputError
-from ..inference.outputs import LESION_COLUMNS, lesions_tsv
+from ..inference.outputs import LESION_COLUMNS, find_lesions_tsv
 from ..runtime import read_tsv
 
 log = logging.getLogger("rimscope")
@@ -91,7 +91,7 @@ class Catalog:
         self.lesions: dict[str, dict[int, Prediction]] = {}
         missing = []
         for sid in self.entries:
-            path = lesions_tsv(self.predictions_dir, sid)
+            path = find_lesions_tsv(self.predictions_dir, sid)
             if not path.exists():
                 missing.append(sid)
                 continue
@@ -100,7 +100,7 @@ class Catalog:
             log.warning("no predictions for %d subject(s) (%s); they are left out of the review",
                         len(missing), ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
         if not any(self.lesions.values()):
-            raise InputError("no sub-<id>/sub-<id>_lesions.tsv for any subject of the cohort; run "
+            raise InputError("no sub-<id>/[ses-<s>/]anat/sub-<id>_lesions.tsv for any subject of the cohort; run "
                              "rimscope predict on this cohort first", self.predictions_dir)
         self._cache: OrderedDict[str, Volumes] = OrderedDict()
         self._cache_size = cache_size

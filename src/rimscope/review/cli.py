@@ -14,14 +14,15 @@ import socket
 from pathlib import Path
 
 from ..errors import InputError
+from ..flags import add_input
 
 log = logging.getLogger("rimscope")
 DB_NAME = "review.sqlite"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--cohort", help="manifest (CSV/TSV) or BIDS folder of the reviewed subjects")
-    p.add_argument("--predictions", help="OUT folder of rimscope predict (sub-<id>/sub-<id>_lesions.tsv)")
+    add_input(p, "manifest (CSV/TSV) or BIDS folder of the reviewed subjects", dest="cohort")
+    p.add_argument("--predictions", help="OUT folder of rimscope predict (sub-<id>/[ses-<s>/]anat/*_lesions.tsv)")
     p.add_argument("--rater", default=None, help="rater name stored with each rating (default: your "
                    "login name; the page can change it)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this "
@@ -93,7 +94,7 @@ def run(args) -> int:
         print(f"rimscope review: wrote {n} label(s) to {args.export}")
         return 0
     if not args.cohort or not args.predictions:
-        raise InputError("rimscope review needs --cohort and --predictions (or --export FILE)")
+        raise InputError("rimscope review needs -i COHORT and --predictions OUT (or --export FILE)")
     rater = _rater(args.rater)
     from .catalog import Catalog
 

@@ -49,9 +49,9 @@ def check_folder(out: Path, seed: int, cfg: SimConfig, labelled: bool) -> None:
         have = json.loads(marker.read_text(encoding="utf-8"))
         if have != json.loads(json.dumps(want)):
             raise InputError("this folder holds a cohort simulated with another seed, config or "
-                             "--unlabeled; give a new --out or delete the folder", out)
+                             "--unlabeled; give a new -o/--output or delete the folder", out)
     elif out.exists() and any(out.iterdir()):
-        raise InputError("folder exists and is not a simulated cohort; give a new or empty --out", out)
+        raise InputError("folder exists and is not a simulated cohort; give a new or empty -o/--output folder", out)
     write_json_atomic(marker, want)
 
 

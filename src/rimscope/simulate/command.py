@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..flags import add_output
 
 log = logging.getLogger("rimscope")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", help="folder for the cohort (created; a rerun skips finished subjects)")
+    add_output(p, "folder for the cohort (created; a rerun skips finished subjects)", dest="out")
     p.add_argument("--subjects", type=int, default=40, help="number of subjects (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--config", help="JSON file overriding simulator parameters by name")
@@ -46,7 +47,7 @@ def run(args) -> int:
         print(json.dumps(m, indent=2) if args.json else format_report(m))
         return 0
     if not args.out:
-        raise InputError("give --out DIR (where to write the cohort) or --check DIR")
+        raise InputError("give -o DIR (where to write the cohort) or --check DIR")
     simulate(out=args.out, subjects=args.subjects, seed=args.seed, config=args.config,
              preset=args.preset, unlabeled=args.unlabeled, montage=False if args.no_montage else None,
              quiet=args.quiet, command="rimscope " + " ".join(sys.argv[1:]))
@@ -73,7 +74,7 @@ def simulate(*, out, subjects: int = 40, seed: int = 0, config=None, preset: str
         cfg = load_config(config)
     from .cohort_writer import simulate_cohort
 
-    command = command or (f"rimscope simulate --out {out} --subjects {subjects} --seed {seed}"
+    command = command or (f"rimscope simulate -o {out} --subjects {subjects} --seed {seed}"
                           + (f" --preset {preset}" if preset else "") + ("" if not unlabeled else " --unlabeled"))
     cohort = simulate_cohort(Path(out), subjects, seed, cfg, labelled=not unlabeled, quiet=quiet,
                              montage=montage, command=command, preset=preset)

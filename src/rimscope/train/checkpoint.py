@@ -36,6 +36,6 @@ def load(out, fingerprint: str) -> dict | None:
         raise InputError(f"checkpoint unreadable ({type(exc).__name__}); delete it to start over", f) from None
     if blob.get("fingerprint") != fingerprint:
         raise InputError("checkpoint belongs to a different run (model, options, seed or data "
-                         "differ); use another --out or delete the checkpoint to start over", f)
+                         "differ); use another -o/--output or delete the checkpoint to start over", f)
     blob["state"]["history"] = json.loads(blob["state"]["history"])
     return blob

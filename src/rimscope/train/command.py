@@ -11,25 +11,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..flags import add_input, add_output, add_set
+
 log = logging.getLogger("rimscope")
 
 
 def add_arguments(p) -> None:
     from ..models.registry import MODELS
 
-    p.add_argument("--cohort", default=None, help="manifest (.csv/.tsv) or BIDS folder")
+    add_input(p, "manifest (.csv/.tsv) or BIDS folder", dest="cohort")
     p.add_argument("--labels", default=None, help="TSV subject, lesion_id, rim")
     from .engine_command import add_arguments as add_engine_arguments
 
     add_engine_arguments(p)
     p.add_argument("--model", default="asymmetric", choices=list(MODELS))
-    p.add_argument("--init", default=None, help="pre-trained folder (rimscope pretrain --out) or a model folder")
-    p.add_argument("--out", required=True, help="model folder to write (card.json, weights.pt, checkpoint.pt)")
+    p.add_argument("--init", default=None, help="pre-trained folder (rimscope pretrain -o) or a model folder")
+    add_output(p, "model folder to write (card.json, weights.pt, checkpoint.pt)", required=True, dest="out")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 40; early stopping)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-frac", type=float, default=0.2, help="fraction of subjects for inner validation")
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="training option (e.g. loss=logit-adjusted, batch_size=16) or model.KEY=VALUE")
+    add_set(p, help="training option (e.g. loss=logit-adjusted, batch_size=16) or model.KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--cache-dir", default=None, help="patch cache (default OUT/.patch_cache)")
     p.add_argument("--qsm-units", choices=("ppm", "ppb"), default="ppm")
@@ -81,7 +82,7 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
     from .options import parse_choice, parse_training_options, with_epochs
 
     if not cohort or not labels:
-        raise InputError("rimscope train needs --cohort and --labels (or --engine)")
+        raise InputError("rimscope train needs -i/--input COHORT and --labels (or --engine)")
     spec(model)
     parse_choice("--qsm-units", qsm_units, ("ppm", "ppb"))
     if qsm_units != "ppm":

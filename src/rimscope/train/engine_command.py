@@ -42,7 +42,7 @@ def run(args) -> int:
 
     if args.cohort or args.labels:
         raise InputError("--engine trains on streamed examples: give --val-cohort/--val-labels for a "
-                         "validation cohort, not --cohort/--labels")
+                         "validation cohort, not -i/--input and --labels")
     if args.epochs is not None:
         raise InputError("--engine: the epochs follow from --examples / --epoch-examples; drop --epochs")
     command = "rimscope " + " ".join(sys.argv[1:]) if sys.argv and "rimscope" in sys.argv[0] else None

@@ -34,7 +34,7 @@ def parse_options(items) -> dict:
     out: dict = {}
     for item in items or []:
         if "=" not in item:
-            raise InputError(f"--option {item!r} must look like key=value (e.g. epochs=20, model.film=false)")
+            raise InputError(f"--set {item!r} must look like key=value (e.g. epochs=20, model.film=false)")
         key, val = item.split("=", 1)
         try:
             val = json.loads(val)

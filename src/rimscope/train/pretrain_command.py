@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import logging
 
+from ..flags import add_input, add_output, add_set
+
 log = logging.getLogger("rimscope")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--cohort", required=True, help="manifest (.csv/.tsv) or BIDS folder (unlabeled is fine)")
-    p.add_argument("--out", required=True, help="folder for encoder.pt + pretrain.json")
+    add_input(p, "manifest (.csv/.tsv) or BIDS folder (unlabeled is fine)", required=True, dest="cohort")
+    add_output(p, "folder for encoder.pt + pretrain.json", required=True, dest="out")
     p.add_argument("--model", default="asymmetric", choices=["asymmetric", "asymmetric-frodo"])
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--wm-per-subject", type=int, default=20,
                    help="white-matter patches per subject, away from lesions (0: lesions only)")
-    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="pre-training option (e.g. tau=0.2, objective=frodo-mse) or model.KEY=VALUE")
+    add_set(p, help="pre-training option (e.g. tau=0.2, objective=frodo-mse) or model.KEY=VALUE")
     p.add_argument("--cache-dir", default=None, help="patch cache (default OUT/.patch_cache)")
     p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
