@@ -22,7 +22,8 @@ STAGES = [
     {"grids"},  # voxel grids, orientation, resampling
     {"lesions", "lesion_maps"},  # label images as arrays: components, geometry, rim regions (io numbers
     # masks with it); which label maps are one id per lesion (io reads lesion maps with it)
-    {"io", "rim_measures"},  # load, validate, canonicalise, write back; rim quantities per lesion
+    {"io", "rim_measures", "phase_sign"},  # load, validate, canonicalise, write back; rim quantities
+    # per lesion; the sign convention of a local field map (array code)
     {"cohort_bids"},  # BIDS/QSMxT file names: entities, the main-map rule, filters
     {"cohort", "phase"},  # where the inputs are: manifests, BIDS, single subjects, labels,
     # fingerprints; the local field from a phase image (a Subject through io)

@@ -16,27 +16,32 @@ from .errors import InputError
 
 log = logging.getLogger("rimscope")
 
-REQUIRED = ("subject", "qsm", "flair", "lesions")
+REQUIRED = ("subject", "flair", "lesions")  # and qsm or phase (or both)
 NII = re.compile(r"\.nii(\.gz)?$")
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")  # names a folder of OUT: no / or ..
 
 
 @dataclass
 class SubjectEntry:
+    """One subject's files; `qsm` is None for a phase-only subject (`phase`: local field map)."""
+
     subject: str
-    qsm: Path
+    qsm: Path | None
     flair: Path
     lesions: Path
     brainmask: Path | None = None
     bids_root: Path | None = None  # the BIDS folder it was found in (the outputs' Sources)
     why: dict = field(default_factory=dict)  # role -> which file was taken and why (run record)
+    phase: Path | None = None
 
     def paths(self) -> dict:
-        """Keyword arguments for rimscope.io.load_subject."""
-        out = {"qsm": self.qsm, "flair": self.flair, "lesions": self.lesions}
-        if self.brainmask is not None:
-            out["brainmask"] = self.brainmask
-        return out
+        """Keyword arguments for rimscope.io.load_subject: the given images, phase left out."""
+        out = {"qsm": self.qsm, "flair": self.flair, "lesions": self.lesions, "brainmask": self.brainmask}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def inputs(self) -> dict:
+        """paths() and the phase image where there is one (rimscope.phase.load_inputs)."""
+        return {**self.paths(), **({"phase": self.phase} if self.phase else {})}
 
 
 def fingerprint(paths: dict, **extra) -> str:
@@ -50,7 +55,8 @@ def fingerprint(paths: dict, **extra) -> str:
 
 
 def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None, subject=None,
-             session=None, subjects=None, sessions=None, problems: list | None = None) -> list[SubjectEntry]:
+             session=None, subjects=None, sessions=None, problems: list | None = None,
+             phase=None) -> list[SubjectEntry]:
     """The subjects to rate: `input` is a subject folder, a manifest (.csv/.tsv) or a BIDS
     folder; without it, the three files of one subject (its id from `subject` or the QSM name,
     with its session from the name, a ses-* folder or `session`). `subjects`/`sessions` keep
@@ -58,7 +64,7 @@ def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None, 
     from .cohort_bids import select
 
     if not input:
-        return [single_subject(qsm, flair, lesions, brainmask, subject, session)]
+        return [single_subject(qsm, flair, lesions, brainmask, subject, session, phase)]
     path = Path(input)
     found: list = []
     entries = (subject_folder(path) or load_cohort(path, found)) if path.is_dir() else load_cohort(path, found)
@@ -72,21 +78,25 @@ def discover(input=None, *, qsm=None, flair=None, lesions=None, brainmask=None, 
     return entries
 
 
-def single_subject(qsm, flair, lesions, brainmask=None, subject=None, session=None) -> SubjectEntry:
-    if not (qsm and flair and lesions):
-        raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or all of --qsm --flair --lesions")
-    for p in (qsm, flair, lesions):
-        if not Path(p).exists():
+def single_subject(qsm, flair, lesions, brainmask=None, subject=None, session=None,
+                   phase=None) -> SubjectEntry:
+    if not ((qsm or phase) and flair and lesions):
+        raise InputError("give -i SUBJECT_DIR|MANIFEST|BIDS, or --qsm (and/or --phase) with --flair "
+                         "--lesions")
+    for p in (qsm, phase, flair, lesions):
+        if p and not Path(p).exists():
             raise InputError("file not found", p)
     from .cohort_bids import id_from_path
     from .io import guess_subject_id
 
-    sid = subject.removeprefix("sub-") if subject else (id_from_path(qsm, session) or guess_subject_id(qsm))
+    main = qsm or phase
+    sid = subject.removeprefix("sub-") if subject else (id_from_path(main, session) or guess_subject_id(main))
     if session and "_ses-" not in f"_{sid}":
         sid = f"{sid}_ses-{session.removeprefix('ses-')}"
-    return SubjectEntry(subject=sid, qsm=Path(qsm), flair=Path(flair), lesions=Path(lesions),
-                        brainmask=Path(brainmask) if brainmask else None,
-                        why={"qsm": "given with --qsm"})
+    why = {**({"qsm": "given with --qsm"} if qsm else {}), **({"phase": "given with --phase"} if phase else {})}
+    return SubjectEntry(subject=sid, qsm=Path(qsm) if qsm else None, flair=Path(flair),
+                        lesions=Path(lesions), brainmask=Path(brainmask) if brainmask else None,
+                        why=why, phase=Path(phase) if phase else None)
 
 
 def subject_folder(path: Path) -> list[SubjectEntry] | None:
@@ -160,7 +170,9 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
     if missing:
         sep = "," if delim == "," else "<tab>"
         raise InputError(f"manifest lacks column(s) {', '.join(missing)}; its header must be "
-                         f"{sep.join(REQUIRED)}[{sep}brainmask]", path)
+                         f"subject{sep}qsm{sep}flair{sep}lesions[{sep}brainmask][{sep}phase]", path)
+    if "qsm" not in header and "phase" not in header:
+        raise InputError("manifest has neither a qsm nor a phase column; give one (or both)", path)
     if not rows:
         raise InputError("manifest has no subjects; add rows subject,qsm,flair,lesions[,brainmask]",
                          path)
@@ -181,10 +193,12 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
             if not SUBJECT_ID.match(sid):
                 raise InputError(f"line {n}: subject id {sid!r} is not a plain name (it names an "
                                  "output folder); use letters, digits and _ . + - only", path)
-            for col in ("qsm", "flair", "lesions", "brainmask"):
+            if not (row.get("qsm") or row.get("phase")):
+                raise InputError(f"line {n}: subject {sid} has neither a qsm nor a phase path", path)
+            for col in ("qsm", "flair", "lesions", "brainmask", "phase"):
                 val = row.get(col, "")
                 if not val:
-                    if col == "brainmask":
+                    if col in ("brainmask", "qsm", "phase"):
                         continue
                     raise InputError(f"line {n}: subject {sid} has no {col} path", path)
                 p = Path(val)
@@ -196,7 +210,7 @@ def read_manifest(path, problems: list | None = None) -> list[SubjectEntry]:
         except InputError as err:
             _report(problems, sid, err)
             continue
-        out.append(SubjectEntry(subject=sid, **files))
+        out.append(SubjectEntry(subject=sid, **{"qsm": None, **files}))
     return out
 
 

@@ -179,11 +179,15 @@ def discover_bids(root, make, problems: list | None = None) -> list:
         parts = rel.parts
         base_id = parts[0].removeprefix("sub-") + (f"_{parts[1]}" if len(parts) > 1 else "")
         anats = [root / rel / "anat"] + [d / rel / "anat" for d in derivs]
+        phases = local_fields(anats)
         try:
             chis, ignored = pick_chimaps([p for a in anats for p in _nii(a, "Chimap")], root)
         except InputError as err:
             _report(problems, base_id, err)
             continue
+        if not chis:  # phase only: one entry per local field map (its splitting entities)
+            chis = {tuple((k, e[k]) for k in ORDER if k in SPLIT and k in e): (None, "")
+                    for e in (entities(p.name)[0] for p in phases)}
         if not chis:
             if (root / rel / "anat").is_dir():
                 log.warning("sub-%s has no main *_Chimap.nii[.gz]%s; skipped", base_id,
@@ -193,23 +197,36 @@ def discover_bids(root, make, problems: list | None = None) -> list:
             ents = {"sub": parts[0][4:], **({"ses": parts[1][4:]} if len(parts) > 1 else {}), **dict(key)}
             sid = entry_id(ents)
             try:
-                entry = _entry(make, root, rel, anats, key, sid, chi)
+                entry = _entry(make, root, rel, anats, key, sid, chi, phases)
             except InputError as err:
                 _report(problems, sid, err)
                 continue
-            entry.why = {"qsm": f"{_short(chi, root)}: {why}" + (f"; ignored {', '.join(ignored)}" if ignored else "")}
+            entry.why = {"qsm": f"{_short(chi, root)}: {why}" + (f"; ignored {', '.join(ignored)}" if ignored else "")
+                         } if chi is not None else {}
+            if entry.phase is not None:
+                entry.why["phase"] = f"{_short(entry.phase, root)}: the local field map"
             out.append(entry)
     if not out and not problems:
-        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] found; is this a BIDS folder?", root)
+        raise InputError("no sub-*/[ses-*/]anat/*_Chimap.nii[.gz] (or *_desc-localfield_phase) found; is "
+                         "this a BIDS folder?", root)
     return out
 
 
-def _entry(make, root, rel, anats, key, sid, chi):
+def local_fields(anats: list[Path]) -> list[Path]:
+    """Local field maps (rimscope.phase) of one sub/ses: `*_desc-localfield_phase` (rimscope's
+    simulator) or SEPIA's `*_localfield`, raw folder first."""
+    return [p for a in anats for p in _nii(a, "phase") + _nii(a, "localfield")
+            if "_desc-localfield_" in p.name or entities(p.name)[1] == "localfield"]
+
+
+def _entry(make, root, rel, anats, key, sid, chi, phases=()):
     key = tuple((k, v) for k, v in key if k != "ses")
+    phase = _match(list(phases), key, "local field phase", root) if phases else None
     flair = _match(_nii(anats[0], "FLAIR"), key, "FLAIR", anats[0]) or _match(
         [p for a in anats[1:] for p in _nii(a, "FLAIR")], key, "FLAIR", root / "derivatives")
     if flair is None:
-        raise InputError(f"no *_FLAIR.nii[.gz] for sub-{sid} (next to its Chimap); add it", chi.parent)
+        raise InputError(f"no *_FLAIR.nii[.gz] for sub-{sid} (next to its Chimap); add it",
+                         (chi or phase).parent)
     les = [p for a in anats[1:] for p in _nii(a, "*") if re.search(r"_desc-lesions_(mask|dseg)\.nii(\.gz)?$", p.name)]
     lesion = _match(les, key, "desc-lesions", root / "derivatives")
     if lesion is None:
@@ -217,7 +234,7 @@ def _entry(make, root, rel, anats, key, sid, chi):
                          "add the lesion mask there", root)
     bm = _match([p for a in anats[1:] for p in _nii(a, "mask") if "_desc-brain_" in p.name], key,
                 "desc-brain_mask", root / "derivatives")
-    return make(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm, bids_root=root)
+    return make(subject=sid, qsm=chi, flair=flair, lesions=lesion, brainmask=bm, bids_root=root, phase=phase)
 
 
 def _report(problems, subject, err):

@@ -33,17 +33,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import fft as sfft
-from scipy import ndimage
 
 from .errors import InputError
 from .grids import apply_ornt, boxes_overlap, resample_to
 from .io import Subject, finite_float, guess_subject_id, load_subject, read_image
+from .phase_sign import SignVerdict, apply_sign, detect_sign  # noqa: F401 (re-exported)
 
 log = logging.getLogger("rimscope")
 
@@ -53,17 +51,6 @@ PPM_REFUSE = 1.0  # robust (0.5-99.5 %) range of a local field in ppm is ~0.02-0
 PPM_WARN = 0.3  # above: warned (a rad map at short TE or low field can look like ppm)
 PPM_TINY = 2e-3  # below: warned (a ppm map given as Hz or rad?)
 WRAP_JUMPS = 2e-3  # fraction of neighbour pairs with |Δ| > half the range that marks wrapping
-SIGN_DECIDE = 0.4  # confidence at which `auto` acts on the detected sign
-
-
-@dataclass
-class SignVerdict:
-    """sign: +1 (rimscope's convention), -1 (inverted) or 0 (undecided); score: χ tail asymmetry
-    in [-1, 1]; confidence in [0, 1]."""
-
-    sign: int
-    score: float
-    confidence: float
 
 
 def sidecar(path) -> dict:
@@ -182,86 +169,32 @@ def check_ppm(field: np.ndarray, units: str, name) -> tuple[float, list]:
     return rng, warnings
 
 
-def _tkd(field: np.ndarray, mask: np.ndarray, zooms, b0_axes, threshold: float = 0.2):
-    """Truncated k-space division (rimscope.simulate.physics.tkd, kept here so the ground floor
-    imports no later stage); only the sign of χ's tail is read from it."""
-    pshape = [sfft.next_fast_len(int(np.ceil(n * 1.25)), real=True) for n in field.shape]
-    freqs = [np.fft.fftfreq(n, d=z) for n, z in zip(pshape[:2], zooms[:2])]
-    ks = np.meshgrid(*freqs, np.fft.rfftfreq(pshape[2], d=zooms[2]), indexing="ij", sparse=True)
-    kb = sum(k * np.float32(b) for k, b in zip(ks, b0_axes))
-    k2 = ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = (1 / 3 - kb * kb / k2).astype(np.float32)
-    d[0, 0, 0] = 0
-    inv = np.where(np.abs(d) > threshold, 1 / np.where(d == 0, 1, d), np.sign(d) / threshold)
-    inv[0, 0, 0] = 0
-    spec = sfft.rfftn((field * mask).astype(np.float32), s=pshape, workers=2)
-    chi = sfft.irfftn(spec * inv.astype(np.float32), s=pshape, workers=2)
-    return chi[tuple(slice(0, n) for n in field.shape)] * mask
-
-
-def detect_sign(field: np.ndarray, mask: np.ndarray, zooms, b0_axes=(0.0, 0.0, 1.0)) -> SignVerdict:
-    """Judge the sign convention of a local field map (canonical grid, voxel sizes `zooms`, B0 in
-    array axes): high-pass (8 mm) to drop residual background, TKD, then the tail asymmetry of χ
-    more than 3 mm inside the mask at the 99, 99.5 and 99.9th percentiles (+ when paramagnetic
-    veins and deep grey matter dominate the tail, as they do in a brain)."""
-    mask = np.asarray(mask, bool)
-    idx = np.argwhere(mask)
-    if idx.shape[0] < 1000:
-        return SignVerdict(0, 0.0, 0.0)
-    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
-    f, m = field[box].astype(np.float32), mask[box]
-    sigma = 8.0 / np.asarray(zooms, float)
-    mf = m.astype(np.float32)
-    smooth = ndimage.gaussian_filter(f * mf, sigma) / np.maximum(ndimage.gaussian_filter(mf, sigma), 1e-3)
-    chi = _tkd((f - smooth) * mf, mf, zooms, np.asarray(b0_axes, float) / np.linalg.norm(b0_axes))
-    core = ndimage.distance_transform_edt(m, sampling=zooms) > 3.0
-    if core.sum() < 1000:
-        core = m
-    d = chi[core] - np.median(chi[core])
-    asym = []
-    for q in (0.99, 0.995, 0.999):
-        hi, lo = np.quantile(d, q), -np.quantile(d, 1 - q)
-        asym.append(float((hi - lo) / max(hi + lo, 1e-12)))
-    score = float(np.mean(asym))
-    consistent = all(np.sign(a) == np.sign(score) for a in asym)
-    conf = float(min(1.0, abs(score) / 0.2) * (1.0 if consistent else 0.5))
-    sign = int(np.sign(score)) if conf >= SIGN_DECIDE else 0
-    return SignVerdict(sign, round(score, 4), round(conf, 3))
-
-
-def apply_sign(subject: Subject, field: np.ndarray, phase_sign, name, b0_world=(0.0, 0.0, 1.0)):
-    """(field in rimscope's sign, record, warnings) after the data's own verdict (module doc)."""
-    if str(phase_sign) not in ("auto", "1", "+1", "-1"):
-        raise InputError(f"--phase-sign {phase_sign!r} is not auto, +1 or -1", name)
-    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)  # B0 in array axes
-    v = detect_sign(field, subject.brainmask, subject.zooms, axes)
-    warnings = []
-    if str(phase_sign) == "auto":
-        used = -1 if v.sign == -1 else 1
-        if v.sign == -1:
-            warnings.append(f"phase: sign looks inverted (paramagnetic tail negative, score "
-                            f"{v.score:+.2f}, confidence {v.confidence:.2f}); flipped it; pass "
-                            "--phase-sign +1 to keep it as given")
-        elif v.sign == 0:
-            warnings.append(f"phase: sign convention not confirmed by the data (score "
-                            f"{v.score:+.2f}, confidence {v.confidence:.2f}); kept as given: check "
-                            "veins are positive inside when parallel to B0, or pass --phase-sign")
-    else:
-        used = -1 if str(phase_sign) == "-1" else 1
-        if v.sign == -used:
-            warnings.append(f"phase: --phase-sign {phase_sign} given but the data look opposite "
-                            f"(score {v.score:+.2f}, confidence {v.confidence:.2f}); check it")
-    record = {"sign_given": str(phase_sign), "sign_used": used, "sign_detected": v.sign,
-              "sign_score": v.score, "sign_confidence": v.confidence}
-    return (field if used == 1 else -field), record, warnings
+def load_inputs(paths: dict, use_phase: bool | None = None, phase_options: dict | None = None,
+                **kw) -> Subject:
+    """A Subject from a cohort entry's inputs ({qsm?, phase?, flair, lesions, brainmask?}): with
+    the phase (load_phase_subject, `phase_options` its keywords) when `use_phase` (None: when
+    there is a phase image), else from the QSM alone (rimscope.io.load_subject)."""
+    paths = {k: v for k, v in paths.items() if v is not None}
+    phase = paths.pop("phase", None)
+    if use_phase is None:
+        use_phase = phase is not None
+    if use_phase:
+        if phase is None:
+            raise InputError("this model reads a phase (local field) image and the subject has none; "
+                             "give --phase or a manifest column phase, or use a QSM model (-m default)",
+                             paths.get("qsm"))
+        return load_phase_subject(phase, **paths, **(phase_options or {}), **kw)
+    if "qsm" not in paths:
+        raise InputError("this model reads QSM and the subject has only a phase image; use "
+                         "-m phase-default (a phase model) or give --qsm", phase)
+    return load_subject(**paths, **kw)
 
 
 def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_id=None,
                        qsm_units: str = "ppm", phase_units: str | None = None,
                        te_ms: float | None = None, field_t: float | None = None,
                        phase_sign="auto", phase_filtered: bool = False,
-                       b0_dir=(0.0, 0.0, 1.0)) -> Subject:
+                       b0_dir=(0.0, 0.0, 1.0), lesion_label: int | None = None) -> Subject:
     """rimscope.io.load_subject with a phase image: Subject.local_field holds the local field in
     ppm (canonical RAS, rimscope's sign). With a QSM the QSM grid stays the reference (the phase
     is resampled onto it, linear, with a warning, if on another grid); without one the phase grid
@@ -277,13 +210,14 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
     rng, warnings = check_ppm(field, acq["units"], name)
     if qsm is None:
         stand_in = nib.Nifti1Image(field, img.affine, img.header)
-        subject = load_subject(stand_in, flair, lesions, brainmask, subject_id or guess_subject_id(name))
+        subject = load_subject(stand_in, flair, lesions, brainmask, subject_id or guess_subject_id(name),
+                               lesion_label=lesion_label)
         subject.local_field, subject.qsm = subject.qsm, None
         subject.paths.pop("qsm", None)
         for key in ("qsm_robust_range", "qsm_units", "units_guess"):
             subject.info.pop(key, None)
     else:
-        subject = load_subject(qsm, flair, lesions, brainmask, subject_id, qsm_units)
+        subject = load_subject(qsm, flair, lesions, brainmask, subject_id, qsm_units, lesion_label)
         ref_shape = tuple(int(n) for n in subject.ref_header.get_data_shape()[:3])
         if not (img.shape == ref_shape and np.allclose(img.affine, subject.ref_affine, atol=1e-3)):
             if not boxes_overlap(img.shape, img.affine, ref_shape, subject.ref_affine):

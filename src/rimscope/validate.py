@@ -12,8 +12,8 @@ import sys
 from .cohort import check_labels, discover, read_labels
 from .errors import InputError
 from .flags import add_input, deprecated
-from .io import load_subject
 from .lesions import lesion_table
+from .phase import load_inputs
 
 log = logging.getLogger("rimscope")
 COLUMNS = ("subject", "lesions", "grid", "voxel_mm", "orientation", "units", "problems")
@@ -31,6 +31,9 @@ def add_arguments(p) -> None:
     p.add_argument("--lesion-label", type=int, default=None, metavar="N",
                    help="lesion maps are label maps: take label N as the lesion mask (e.g. 99 for "
                         "SAMSEG's segmentation)")
+    from .inference.cli import add_phase_arguments
+
+    add_phase_arguments(p, single=False)
 
 
 def _line(cells) -> str:
@@ -47,7 +50,12 @@ def subject_line(subject) -> tuple[list, set]:
         problems.append("lesions flagged: " + ", ".join(
             f"{f} ({sum(f in les.flags for les in table)})" for f in flags))
     units = (f"{info['qsm_units']} (looks like {info['units_guess']}; robust range "
-             f"{info['qsm_robust_range']:.3g} ppm)")
+             f"{info['qsm_robust_range']:.3g} ppm)") if "qsm_units" in info else "no QSM"
+    if "phase" in info:
+        ph = info["phase"]
+        units += (f"; phase {ph['units']} (robust range {ph['robust_range_ppm']:.3g} ppm), sign "
+                  f"{ph['sign_used']:+d} used ({ph['sign_given']} given, detected {ph['sign_detected']:+d}, "
+                  f"confidence {ph['sign_confidence']:.2f}){', filtered' if ph['filtered'] else ''}")
     cells = [subject.id, len(table), "x".join(map(str, info["shape"])),
              "x".join(f"{z:g}" for z in info["zooms_mm"]),
              info["orientation"] + (" oblique" if info["oblique"] else ""), units,
@@ -69,8 +77,10 @@ def run(args) -> int:
     ids = {}
     for e in entries:
         try:
-            s = load_subject(subject_id=e.subject, qsm_units=args.qsm_units,
-                             lesion_label=args.lesion_label, **e.paths())
+            s = load_inputs(e.inputs(), None, {"phase_units": args.phase_units, "te_ms": args.te_ms,
+                            "field_t": args.field_t, "phase_sign": args.phase_sign,
+                            "phase_filtered": args.phase_filtered}, subject_id=e.subject,
+                            qsm_units=args.qsm_units, lesion_label=args.lesion_label)
         except InputError as err:
             failures.append((e.subject, err))
             print(_line([e.subject, "-", "-", "-", "-", "-", f"UNUSABLE: {err}"]), flush=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ def cohort_truth(folder: Path) -> dict:
 def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = False) -> dict:
     """Scores of every model on every truthed lesion of a cohort folder (manifest + truth)."""
     from ..cohort import load_cohort
-    from ..patches import PatchConfig, subject_patches
+    from ..patches import subject_patches
     from ..runtime import progress
 
     manifest = next((folder / n for n in ("manifest.tsv", "manifest.csv") if (folder / n).exists()), folder)
@@ -105,7 +105,7 @@ def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = 
         by_config: dict = {}
         ids = None
         for s in scorers:
-            pc = s.patch if b0 is None else PatchConfig(s.patch.size, s.patch.spacing_mm, b0)
+            pc = s.patch if b0 is None else replace(s.patch, b0_dir=b0)  # a phase model keeps its source
             if pc not in by_config:
                 by_config[pc] = subject_patches(entry, pc, cache)
             ps = by_config[pc]

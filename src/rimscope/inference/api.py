@@ -1,18 +1,22 @@
-"""The Python API of prediction: which model (`resolve_model_card`), one loaded subject to its
-lesion rows (`rate_subject`, the single path from patches to probabilities), and
-`predict_subject` (what `rimscope.predict` calls, returning a `PredictResult`).
+"""The Python API of prediction: which model (`resolve_model_card`, `model_for_inputs`: the
+input given picks it), one loaded subject to its lesion rows (`rate_subject`, the single path
+from patches to probabilities), and `predict_subject` (what `rimscope.predict` calls, returning
+a `PredictResult`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..io import Subject, load_subject
-from ..patches import PatchConfig, extract_patches
+from ..io import Subject
+from ..patches import extract_patches
+from ..phase import load_inputs
 from ..runtime import resolve_device
+
+PHASE_MODEL = "phase-default"  # the shipped phase model's name (when shipped)
 
 
 def resolve_model_card(model=None, device: str = "cpu"):
@@ -40,6 +44,36 @@ def resolve_model(model=None, device: str = "cpu"):
     return resolve_model_card(model, device)[0]
 
 
+def model_for_inputs(model, entries) -> str | Path | None:
+    """The model to load for these subjects: `model` when given; else the shipped default (QSM)
+    when every subject has a QSM, the shipped phase model when some have phase only."""
+    if model is not None:
+        return model
+    only = [e for e in entries if getattr(e, "qsm", None) is None]
+    if not only:
+        return None
+    from ..weights import shipped
+
+    if PHASE_MODEL not in shipped():
+        raise InputError(f"subject {only[0].subject} has phase only and this version ships no phase "
+                         f"model ({PHASE_MODEL}); give -m FOLDER of a phase model (rimscope train "
+                         "--engine --source phase) or give --qsm", only[0].phase)
+    return PHASE_MODEL
+
+
+def check_inputs(net, entries) -> None:
+    """Refuse, before any work, subjects that lack the image the model reads (its patch.source)."""
+    source = net.patch_config.source
+    for e in entries:
+        if source == "qsm" and e.qsm is None:
+            raise InputError(f"model {net.name} reads QSM and subject {e.subject} has only a phase "
+                             f"image; use -m {PHASE_MODEL} (a phase model) or give --qsm", e.phase)
+        if source == "phase" and getattr(e, "phase", None) is None:
+            raise InputError(f"model {net.name} reads phase (local field) and subject {e.subject} has "
+                             "none; give --phase (or a manifest column phase) or a QSM model "
+                             "(-m default)", e.qsm)
+
+
 def rate_subject(subject: Subject, model, device: str = "cpu", b0_dir=None) -> list[dict]:
     """Per-lesion rows (the lesions TSV, rim columns included) of a loaded subject."""
     return rate_subject_rims(subject, model, device, b0_dir)[0]
@@ -52,7 +86,7 @@ def rate_subject_rims(subject: Subject, model, device: str = "cpu", b0_dir=None)
 
     config = model.patch_config  # the model's own patch geometry (from its card): train and predict share it
     if b0_dir is not None:
-        config = PatchConfig(size=config.size, spacing_mm=config.spacing_mm, b0_dir=tuple(b0_dir))
+        config = replace(config, b0_dir=tuple(float(v) for v in b0_dir))
     ps = extract_patches(subject, config)
     prob, rim_proba = model.predict_with_rims(ps.x, device=device) if len(ps) else (np.zeros(0), None)
     rims = subject_rims(subject, ps.lesions, rim_proba, config)
@@ -106,17 +140,37 @@ class PredictResult:
         return self.records[i]
 
 
-def predict_subject(qsm, flair, lesions, model=None, brainmask=None, device: str = "auto",
+def phase_options(phase_units=None, te_ms=None, field_t=None, phase_sign="auto",
+                  phase_filtered: bool = False, b0_dir=None) -> dict:
+    """rimscope.phase.load_phase_subject's keywords from the predict options."""
+    out = {"phase_units": phase_units, "te_ms": te_ms, "field_t": field_t,
+           "phase_sign": str(phase_sign), "phase_filtered": bool(phase_filtered)}
+    return {**out, "b0_dir": tuple(b0_dir)} if b0_dir is not None else out
+
+
+def predict_subject(qsm=None, flair=None, lesions=None, model=None, brainmask=None, device: str = "auto",
                     subject_id: str | None = None, qsm_units: str = "ppm", b0_dir=None,
-                    lesion_label: int | None = None) -> PredictResult:
+                    lesion_label: int | None = None, phase=None, phase_units: str | None = None,
+                    te_ms: float | None = None, field_t: float | None = None, phase_sign="auto",
+                    phase_filtered: bool = False) -> PredictResult:
     """Python API: rate every lesion of one subject (paths or nibabel images) → PredictResult
     (`.table`, `.records`, `.images`, `.warnings`; iterable over the lesion dicts). `lesion_label`
-    takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG)."""
+    takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG). With `phase` (a local
+    field map; units, sign: rimscope.phase) and no QSM, the phase model is used; a model reads
+    what its card's patch.source names."""
+    from types import SimpleNamespace
+
     from .outputs import images
 
+    if not ((qsm is not None or phase is not None) and flair is not None and lesions is not None):
+        raise InputError("give qsm (and/or phase), flair and lesions")
     device = resolve_device(device)
-    model = resolve_model(model, device)
-    subject = load_subject(qsm, flair, lesions, brainmask=brainmask, subject_id=subject_id,
-                           qsm_units=qsm_units, lesion_label=lesion_label)
+    entry = SimpleNamespace(subject=subject_id or "subject", qsm=qsm, phase=phase)
+    model = resolve_model(model_for_inputs(model, [entry]), device)
+    check_inputs(model, [entry])
+    paths = {"qsm": qsm, "phase": phase, "flair": flair, "lesions": lesions, "brainmask": brainmask}
+    subject = load_inputs(paths, model.patch_config.source == "phase",
+                          phase_options(phase_units, te_ms, field_t, phase_sign, phase_filtered, b0_dir),
+                          subject_id=subject_id, qsm_units=qsm_units, lesion_label=lesion_label)
     rows, rims = rate_subject_rims(subject, model, device, b0_dir)
     return PredictResult(rows, images(subject, rows, rims), list(subject.warnings), rims.method)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..cohort import SubjectEntry, fingerprint
 from ..errors import InputError
-from ..io import load_subject
+from ..phase import load_inputs
 from ..runtime import progress, write_json_atomic
 from .api import rate_subject_rims
 from .outputs import discard_subject, sources, stamp_path, write_subject
@@ -31,19 +31,22 @@ class BatchOptions:
     b0_dir: tuple | None = None  # B0 direction in world coordinates (None: scanner z)
     quiet: bool = False  # no progress bar
     lesion_label: int | None = None  # lesion maps are label maps: this label is the lesion mask
+    phase: dict | None = None  # a phase model's rimscope.phase options (None: QSM is read)
 
     def stamped(self) -> dict:
         """The options a finished subject's stamp records (a change redoes the subject)."""
         d = asdict(self)
         d.pop("quiet")
-        if self.lesion_label is None:  # only when given, so stamps of earlier runs stay valid
-            d.pop("lesion_label")
+        for key in ("lesion_label", "phase"):  # only when given, so stamps of earlier runs stay valid
+            if d[key] is None:
+                d.pop(key)
         d["b0_dir"] = list(self.b0_dir) if self.b0_dir is not None else None
         return d
 
 
 def subject_stamp(entry: SubjectEntry, model_sha: str, options: BatchOptions) -> str:
-    return fingerprint(entry.paths(), model=model_sha, options=options.stamped())
+    return fingerprint(entry.inputs() if options.phase is not None else entry.paths(), model=model_sha,
+                       options=options.stamped())
 
 
 def is_done(out: Path, entry: SubjectEntry, stamp: str) -> bool:
@@ -70,8 +73,10 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
     out.mkdir(parents=True, exist_ok=True)
     sha = card.weights_sha256 if card is not None else model.name
     record = {"done": [], "skipped": [], "failures": [], "warnings": {}, "timings_s": {},
-              "inputs": {e.subject: {"files": {k: str(v) for k, v in e.paths().items()}, "why": e.why}
+              "inputs": {e.subject: {"files": {k: str(v) for k, v in e.inputs().items()}, "why": e.why}
                          for e in entries}}
+    if options.phase is not None:
+        record["phase"] = {}  # per subject: units, TE, B0, sign given/detected/used, filtered
     for entry in progress(entries, desc="predict", unit="subject", quiet=options.quiet):
         stamp = subject_stamp(entry, sha, options)
         if is_done(out, entry, stamp):
@@ -79,12 +84,16 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
             continue
         t0 = time.perf_counter()
         try:
-            subject = load_subject(subject_id=entry.subject, qsm_units=options.qsm_units,
-                                   lesion_label=options.lesion_label, **entry.paths())
+            subject = load_inputs(entry.inputs(), options.phase is not None, options.phase,
+                                  subject_id=entry.subject, qsm_units=options.qsm_units,
+                                  lesion_label=options.lesion_label)
             rows, rims = rate_subject_rims(subject, model, device, options.b0_dir)
             discard_subject(out, entry.subject)  # the old stamp no longer holds once files change
             info = write_subject(subject, rows, out, rims, options.report,
-                                 sources(entry.paths(), out, entry.bids_root), model=model)
+                                 sources(entry.inputs() if options.phase is not None else entry.paths(),
+                                         out, entry.bids_root), model=model)
+            if "phase" in subject.info:
+                info["phase"] = record["phase"][entry.subject] = subject.info["phase"]
             dt = time.perf_counter() - t0
             write_json_atomic(stamp_path(out, entry.subject), {"stamp": stamp, "seconds": round(dt, 3), **info})
         except InputError as exc:  # listed once at the end of the run

@@ -16,7 +16,7 @@ from ..cohort import discover
 from ..errors import InputError
 from ..flags import add_input, add_output
 from ..runtime import resolve_device, versions, write_json_atomic
-from .api import resolve_model_card
+from .api import check_inputs, model_for_inputs, phase_options, resolve_model_card
 from .batch import BatchOptions, run_batch
 from .batch import shard as batch_shard
 from .outputs import summary_rows, write_description, write_summary
@@ -48,6 +48,25 @@ def add_arguments(p) -> None:
                    "no summary.tsv (jobs share OUT); group: summary.tsv of every finished participant")
     p.add_argument("--b0-dir", type=float, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="B0 direction in world coordinates (default: scanner z)")
+    add_phase_arguments(p)
+
+
+def add_phase_arguments(p, single: bool = True) -> None:
+    """The phase input options (rimscope.phase), for one subject and for cohorts (column phase)."""
+    if single:
+        p.add_argument("--phase", help="single subject: unwrapped, background-removed phase (local "
+                       "field), with or instead of --qsm; without --qsm the phase model is used")
+    p.add_argument("--phase-units", choices=("ppm", "hz", "rad"), default=None,
+                   help="units of the phase maps (default: the sidecar's Units, else ppm)")
+    p.add_argument("--te-ms", type=float, default=None, help="echo time of a phase in rad (ms; "
+                   "default from the BIDS sidecar)")
+    p.add_argument("--field-t", type=float, default=None, help="field strength for phase in hz/rad "
+                   "(tesla; default from the BIDS sidecar)")
+    p.add_argument("--phase-sign", choices=("auto", "+1", "-1"), default="auto",
+                   help="sign convention of the phase: auto (detected from the data, flipped with a "
+                        "warning when inverted), +1 as given, -1 inverted")
+    p.add_argument("--phase-filtered", action="store_true", help="the phase is high-pass filtered "
+                   "(homodyne/SWI): accepted, recorded and warned (outside the model's validated domain)")
 
 
 def run(args) -> int:
@@ -64,7 +83,9 @@ def run(args) -> int:
                             lesions=args.lesions, brainmask=args.brainmask, subject=args.subject,
                             session=args.session, subjects=args.subjects, sessions=args.sessions,
                             qsm_units=args.qsm_units, b0_dir=args.b0_dir, lesion_label=args.lesion_label,
-                            quiet=args.quiet, summary=args.bids_app != "participant")
+                            quiet=args.quiet, summary=args.bids_app != "participant", phase=args.phase,
+                            phase_units=args.phase_units, te_ms=args.te_ms, field_t=args.field_t,
+                            phase_sign=args.phase_sign, phase_filtered=args.phase_filtered)
     if record["nothing_written"]:  # each error once, on one line; OUT left as it was
         for f in record["failures"]:
             print(f"rimscope: error: {' '.join(f['error'].split())}", file=sys.stderr)
@@ -83,26 +104,33 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
                    shard: str | None = None, qsm=None, flair=None, lesions=None, brainmask=None,
                    subject: str | None = None, session: str | None = None, subjects=None, sessions=None,
                    qsm_units: str = "ppm", b0_dir=None, lesion_label: int | None = None,
-                   quiet: bool = False, summary: bool = True) -> dict:
+                   quiet: bool = False, summary: bool = True, phase=None,
+                   phase_units: str | None = None, te_ms: float | None = None,
+                   field_t: float | None = None, phase_sign="auto", phase_filtered: bool = False) -> dict:
     """`rimscope predict` as a function: rate every subject of `input` (subject folder, manifest,
     BIDS; `subjects`/`sessions` keep those labels) or of the single subject qsm/flair/lesions;
     writes OUT (a BIDS derivatives dataset) and returns the run record (with this run's
     summary under "summary"). A subject with a discovery problem is a failure; the others run.
     `summary=False` (the BIDS App participant level) leaves summary.tsv to the group level.
-    "nothing_written" when no subject succeeded, in which case OUT is left as it was."""
+    "nothing_written" when no subject succeeded, in which case OUT is left as it was. The input
+    picks the model (api.model_for_inputs): phase only -> the phase model; a model must read
+    what the subjects have (api.check_inputs)."""
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
     problems: list = []
     entries = batch_shard(discover(input, qsm=qsm, flair=flair, lesions=lesions, brainmask=brainmask,
                                    subject=subject, session=session, subjects=subjects, sessions=sessions,
-                                   problems=problems), shard)
+                                   problems=problems, phase=phase), shard)
     device = resolve_device(device)
-    net, card = resolve_model_card(model, device)
+    net, card = resolve_model_card(model_for_inputs(model, entries), device)
+    check_inputs(net, entries)
     out = Path(output)
+    phase_opts = (phase_options(phase_units, te_ms, field_t, phase_sign, phase_filtered, b0_dir)
+                  if net.patch_config.source == "phase" else None)
     sha = card.weights_sha256 if card else None
     options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
-                           lesion_label=lesion_label, quiet=quiet)
+                           lesion_label=lesion_label, quiet=quiet, phase=phase_opts)
     existed = out.exists()
     record = run_batch(entries, out, net, device, options, card)
     for sid, err in problems:  # listed with the other failures, once, at the end
@@ -125,7 +153,7 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
     run = {"command": "predict", "version": __version__, "argv": sys.argv, "arguments": arguments,
            "started_utc": started.isoformat(timespec="seconds"), "versions": versions(), "device": device,
            "model": {"name": net.name, "path": str(card.path.parent) if card else None,
-                     "sha256": sha, "threshold": net.threshold},
+                     "sha256": sha, "threshold": net.threshold, "source": net.patch_config.source},
            "rim_segmentation": rim_method(net),
            "n_subjects": len(entries) + len(problems), **record,
            "total_seconds": round(time.perf_counter() - t0, 3)}

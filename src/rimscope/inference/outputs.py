@@ -196,7 +196,8 @@ def write_subject(subject: Subject, rows: list[dict], out_dir: Path, rims, repor
             "Description": "voxel probability of belonging to a rim (the model's voxel head); the rim "
                            "mask is p >= 0.5", **how, **src})
     write_tsv_atomic(lesions_tsv(out_dir, subject.id), rows, LESION_COLUMNS)
-    write_json_atomic(f"{pre}_lesions.json", {**LESION_SIDECAR, **src})
+    phase = {"PhaseHandling": subject.info["phase"]} if "phase" in subject.info else {}  # rimscope.phase
+    write_json_atomic(f"{pre}_lesions.json", {**LESION_SIDECAR, **src, **phase})
     if report:
         from .report import write_report
 

@@ -24,6 +24,7 @@ from ..runtime import write_text_atomic
 
 VIEW = PatchConfig(size=64, spacing_mm=0.5)  # 32 mm crops at 0.5 mm
 QSM_WINDOW = (-0.1, 0.1)  # ppm: rims (+20 to +80 ppb over white matter) stand out
+FIELD_WINDOW = (-0.05, 0.05)  # ppm: a phase-only subject's local field (rims' fields are weaker)
 FLAIR_WINDOW = (-0.6, 1.2)  # normalised units (brain median 0, 0.5-99.5 percentile range 1)
 ZOOM = 3  # display pixels per crop sample: 6 px per mm
 SCALE_MM = 5
@@ -31,6 +32,7 @@ OUTLINE = (1.0, 0.25, 0.1, 1.0)
 RIM = (1.0, 0.85, 0.0, 0.65)
 CALL = {1: (0.95, 0.2, 0.15), 0: (0.2, 0.7, 1.0)}  # overview fill: Rim+ red, Rim- blue
 ROWS = ("QSM", "QSM + outline", "FLAIR + outline")
+FIELD_ROWS = ("local field", "local field + outline", "FLAIR + outline")
 # panel name, (fixed patch axis, display row axis, display column axis), edge letters (l, r, t, b)
 PLANES = (("axial", (2, 1, 0), "RLAP"), ("coronal", (1, 2, 0), "RLSI"), ("sagittal", (0, 2, 1), "APSI"))
 OVERVIEW_SLICES = 6
@@ -86,11 +88,11 @@ def view_planes(subject: Subject, lesion, rim_mask: np.ndarray | None = None) ->
     s = VIEW.size
     pts = [(m @ _plane_points(*axes, s).reshape(3, -1) + t[:, None]) for _, axes, _ in PLANES]
     allp = np.concatenate(pts, axis=1)
-    shape = np.array(subject.qsm.shape)
+    shape = np.array(subject.flair.shape)
     lo = np.clip(np.floor(allp.min(1)).astype(int) - 1, 0, shape)
     hi = np.clip(np.ceil(allp.max(1)).astype(int) + 2, lo, shape)
     win = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    vols = {"qsm": (subject.qsm[win], 0.0),
+    vols = {"qsm": (susceptibility(subject)[win], 0.0),
             "flair": (subject.flair[win], float(subject.info.get("flair_background", 0.0))),
             "lesion": ((subject.lesions[win] == lesion.id).astype(np.float32), 0.0)}
     if rim_mask is not None:
@@ -105,6 +107,11 @@ def view_planes(subject: Subject, lesion, rim_mask: np.ndarray | None = None) ->
         for i, plane in enumerate(planes):
             plane[key] = vals[i * s * s:(i + 1) * s * s].reshape(s, s)
     return planes
+
+
+def susceptibility(subject: Subject) -> np.ndarray:
+    """What the report shows in the susceptibility rows: QSM, else a phase-only subject's local field."""
+    return subject.qsm if subject.qsm is not None else subject.local_field
 
 
 def _zoom(a: np.ndarray) -> np.ndarray:
@@ -125,7 +132,8 @@ def lesion_views(subject: Subject, lesion, rim_mask: np.ndarray | None = None) -
     for col, pl in enumerate(planes):
         mask = _zoom(pl["lesion"])
         edge = mask & ~ndimage.binary_erosion(mask)
-        for row, (key, window) in enumerate((("qsm", QSM_WINDOW), ("qsm", QSM_WINDOW),
+        sw = QSM_WINDOW if subject.qsm is not None else FIELD_WINDOW
+        for row, (key, window) in enumerate((("qsm", sw), ("qsm", sw),
                                              ("flair", FLAIR_WINDOW))):
             panel = base[row * s:(row + 1) * s, col * s:(col + 1) * s]
             panel[:] = _gray(pl[key], window)
@@ -191,7 +199,7 @@ def _letters(col: int, letters: str) -> str:
     return "".join(f'<span class="o" style="{pos}">{ch}</span>' for ch, pos in spots)
 
 
-def _card(rank: int, r: dict, les, views: dict, threshold, model_name: str) -> str:
+def _card(rank: int, r: dict, les, views: dict, threshold, model_name: str, rows=ROWS) -> str:
     call = "Rim+" if r["rim"] else "Rim−"
     thr = f"{threshold:.3f}" if threshold is not None else "n/a"
     layers = f'<img class="ov outline" alt="" src="data:image/png;base64,{_png_layer(views["outline"], OUTLINE)}">'
@@ -199,7 +207,7 @@ def _card(rank: int, r: dict, les, views: dict, threshold, model_name: str) -> s
         layers += f'<img class="ov rim" alt="" src="data:image/png;base64,{_png_layer(views["rim"], RIM)}">'
     heads = "".join(f"<span>{name}</span>" for name, _, _ in PLANES)
     labels = "".join(f'<span class="rl" style="top:{100 * i / 3 + 0.5:.2f}%">{t}</span>'
-                     for i, t in enumerate(ROWS))
+                     for i, t in enumerate(rows))
     letters = "".join(_letters(i, lt) for i, (_, _, lt) in enumerate(PLANES))
     return (f'<div class="card {"pos" if r["rim"] else "neg"}" id="rank-{rank}"><h3>#{rank} lesion '
             f'{les.id}: p = {r["rim_probability"]:.3f} <span class="thr">(threshold {thr}, '
@@ -259,8 +267,11 @@ def write_report(subject: Subject, rows: list[dict], path, model=None,
     ranked = sorted(rows, key=lambda r: -r["rim_probability"])
     threshold = getattr(model, "threshold", None)
     model_name = str(getattr(model, "name", "model n/a"))
+    qsm = subject.qsm is not None  # else a phase-only subject: its local field is shown
     cards = "".join(_card(rank, r, table[r["lesion_id"]], lesion_views(subject, table[r["lesion_id"]], rim_mask),
-                          threshold, model_name) for rank, r in enumerate(ranked, start=1))
+                          threshold, model_name, ROWS if qsm else FIELD_ROWS)
+                    for rank, r in enumerate(ranked, start=1))
+    sus = "QSM" if qsm else "local field"
     n_rim = sum(r["rim"] for r in rows)
     thr = f"{threshold:.3f}" if threshold is not None else "n/a"
     rim_toggle = ('<label><input type="checkbox" id="t-rim" checked> rim voxels '
@@ -275,13 +286,13 @@ Research use only: trained on simulated data; check every call.
 views have anterior on the left. Letters mark the patient's directions (R/L, A/P, S/I).</p>
 <div class="bar"><label><input type="checkbox" id="t-outline" checked> lesion outline
 <span style="color:#ff4019">■</span></label>{rim_toggle}
-{_colour_bar(QSM_WINDOW, 1000, "ppb", "QSM")}{_colour_bar(FLAIR_WINDOW, 1, "(brain median 0, robust range 1)", "FLAIR")}</div>
+{_colour_bar(QSM_WINDOW if qsm else FIELD_WINDOW, 1000, "ppb", "QSM" if qsm else "local field")}{_colour_bar(FLAIR_WINDOW, 1, "(brain median 0, robust range 1)", "FLAIR")}</div>
 <h2>Overview</h2><p>Axial FLAIR slices spanning the lesions; each lesion is drawn once, on the slice
 nearest its centre (all its voxels projected), <span class="pos-t key">red: Rim+</span>,
 <span class="neg-t key">blue: Rim−</span>; numbers are the ranks below (click to jump).</p>
 {_overview_html(overview(subject, ranked, table))}
 <h2>Lesions, ranked by rim probability</h2><p>Each lesion: axial, coronal and sagittal planes through
-its centre, 32 mm across; first row QSM with nothing drawn on it (paramagnetic bright), then QSM
+its centre, 32 mm across; first row {sus} with nothing drawn on it (paramagnetic bright), then {sus}
 and FLAIR with the lesion outline; the bar is {SCALE_MM} mm.</p>
 {cards}
 <script>{SCRIPT}</script>

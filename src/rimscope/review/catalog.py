@@ -130,9 +130,9 @@ class Catalog:
             if subject in self._cache:
                 self._cache.move_to_end(subject)
                 return self._cache[subject]
-            from ..io import load_subject
+            from ..phase import load_inputs
 
-            s = load_subject(subject_id=subject, **entry.paths())
+            s = load_inputs(entry.inputs(), entry.qsm is None, subject_id=subject)  # phase only: its field
             from ..lesions import lesion_table
 
             cents = {les.id: les.centroid_vox for les in lesion_table(s.lesions, s.affine)}
@@ -140,7 +140,7 @@ class Catalog:
             if unknown:
                 log.warning("sub-%s: predictions name lesion(s) %s absent from the lesion mask; "
                             "their views are refused", subject, unknown[:5])
-            vol = Volumes(s.qsm, s.flair, s.lesions, s.affine, np.asarray(s.zooms), cents)
+            vol = Volumes(s.qsm if s.qsm is not None else s.local_field, s.flair, s.lesions, s.affine, np.asarray(s.zooms), cents)
             self._cache[subject] = vol
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("--engine-workers", type=int, default=2, help="--engine: rendering processes")
     p.add_argument("--prevalence", type=float, default=0.10, help="--engine: real-world Rim+ share "
                    "the probabilities are calibrated to")
+    p.add_argument("--source", choices=("qsm", "phase"), default="qsm", help="--engine: what channel 0 "
+                   "reads: qsm, or phase (the engine's local field; a phase model for --phase input)")
 
 
 def run(args) -> int:
@@ -50,7 +52,8 @@ def run(args) -> int:
                          val_examples=args.val_examples, chunk_repeats=args.chunk_repeats,
                          engine_workers=args.engine_workers, prevalence=args.prevalence,
                          options=parse_options(args.option), resume=args.resume, cache_dir=args.cache_dir,
-                         device=args.device, threads=args.threads, quiet=args.quiet, command=command)
+                         device=args.device, threads=args.threads, quiet=args.quiet, command=command,
+                         source=args.source)
     if ddp.is_main():
         rec = model.card_extra["training"]
         m = model.card_extra.get("metrics", {}).get("validation", {})
@@ -67,10 +70,11 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
                  val_examples: int = 1000, chunk_repeats: int = 1, engine_workers: int = 2,
                  prevalence: float = 0.10, options: dict | None = None, resume: bool = False,
                  cache_dir=None, device: str = "auto", threads: int | None = None, quiet: bool = False,
-                 command: str | None = None):
+                 command: str | None = None, source: str = "qsm"):
     """Train `model` on streamed lesion-engine examples (`engine`: a JSON config or None for the
     defaults), validating on `val_cohort`/`val_labels` or on held-out engine examples; writes OUT
-    (card.json, weights.pt, train_run.json) and returns the fitted RimModel."""
+    (card.json, weights.pt, train_run.json) and returns the fitted RimModel. `source` "phase" trains
+    a phase model on the engine's local field patches (its card's patch.source is "phase")."""
     import torch
 
     from ..errors import InputError
@@ -94,9 +98,10 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
     val = None
     if val_cohort:
         from ..cohort import load_cohort, read_labels
+        from ..patches import PatchConfig
         from .data import load_lesion_data, subset
 
-        data = load_lesion_data(load_cohort(val_cohort), read_labels(val_labels),
+        data = load_lesion_data(load_cohort(val_cohort), read_labels(val_labels), PatchConfig(source=source),
                                 cache_dir=cache_dir or out / ".patch_cache", quiet=quiet, labels_path=val_labels)
         val = subset(data, data.y >= 0)
     describe = {"engine": str(engine) if engine else "defaults", "command": command,
@@ -105,13 +110,13 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
     fitted = train_on_engine(model, config, seed=seed, examples=examples, epoch_examples=epoch_examples,
                              val=val, val_examples=val_examples, options=options, init=init, device=device,
                              out=out, resume=resume, quiet=quiet, workers=engine_workers,
-                             prevalence=prevalence, describe=describe, repeats=chunk_repeats)
+                             prevalence=prevalence, describe=describe, repeats=chunk_repeats, source=source)
     if ddp.is_main():
         rec = fitted.card_extra["training"]
         write_json_atomic(out / "train_run.json", {
             "engine": describe["engine"], "model": model, "seed": seed,
             "examples": examples, "epoch_examples": epoch_examples,
             "examples_seen": rec.get("examples_seen"), "unique_examples": rec.get("unique_examples"),
-            "chunk_repeats": chunk_repeats, "val_cohort": describe["val_cohort"],
+            "chunk_repeats": chunk_repeats, "val_cohort": describe["val_cohort"], "source": source,
             "options": options, "device": device, "command": command})
     return fitted

@@ -8,7 +8,9 @@ fine-tuning loop (balanced sampler, losses, SupCon, checkpoints, early stopping 
 PR AUC) through fit's `epoch_data` hook. Validation is a whole-brain simulated cohort when given
 (what users see), else a held-out engine chunk of another seed. The engine's Rim+ prevalence
 differs from the world's, so the card records both, and the prior shift targets the world's.
-Rim voxel truth travels with each chunk (EngineChunk.rim) for a later voxel loss.
+Rim voxel truth travels with each chunk (EngineChunk.rim) for a later voxel loss. A phase model
+(source "phase") trains on the engine's local field patches: channel 0 of each chunk is swapped
+for its field patch, and the card's patch.source says so (predict then feeds it phase input).
 """
 from __future__ import annotations
 
@@ -36,9 +38,13 @@ class EngineChunk:
     meta: list
 
 
-def as_chunk(batch: EngineBatch, seed: int, start: int) -> EngineChunk:
+def as_chunk(batch: EngineBatch, seed: int, start: int, source: str = "qsm") -> EngineChunk:
     n = len(batch.y)
-    data = LesionData(x=batch.x, y=batch.y.astype(np.int64),
+    x = batch.x
+    if source == "phase":  # channel 0: the local field (ppm) instead of QSM, same patch grid
+        x = x.copy()
+        x[:, 0] = batch.field
+    data = LesionData(x=x, y=batch.y.astype(np.int64),
                       subject=np.array([f"engine-{seed}-{start + i}" for i in range(n)], dtype=object),
                       lesion_id=np.arange(start, start + n, dtype=np.int64),
                       volume_mm3=np.array([m["volume_mm3"] for m in batch.meta], float),
@@ -50,8 +56,8 @@ class EngineStream:
     """epoch -> LesionData of that epoch's chunk; renders epoch+1 in the background meanwhile."""
 
     def __init__(self, config: EngineConfig, seed: int, epoch_examples: int, workers: int = 2,
-                 repeats: int = 1):
-        self.config, self.seed, self.m = config, int(seed), int(epoch_examples)
+                 repeats: int = 1, source: str = "qsm"):
+        self.config, self.seed, self.m, self.source = config, int(seed), int(epoch_examples), source
         self.repeats = max(int(repeats), 1)
         self._current: tuple[int, LesionData] | None = None
         self.workers = max(int(workers), 1)
@@ -84,7 +90,7 @@ class EngineStream:
         else:
             batch = render_batch(self.config, self.seed, epoch * self.m, self.m)
         self.examples_served += len(batch.y)
-        return as_chunk(batch, self.seed, epoch * self.m)
+        return as_chunk(batch, self.seed, epoch * self.m, self.source)
 
     def __call__(self, epoch: int) -> LesionData:
         """Epoch e trains on chunk e // repeats: each chunk is seen `repeats` times (with fresh
@@ -102,9 +108,10 @@ class EngineStream:
         self._pending.clear()
 
 
-def engine_validation(config: EngineConfig, seed: int, n: int, workers: int = 1) -> LesionData:
+def engine_validation(config: EngineConfig, seed: int, n: int, workers: int = 1,
+                      source: str = "qsm") -> LesionData:
     vseed = seed + VAL_SEED_OFFSET
-    return as_chunk(render_batch(config, vseed, 0, n, workers=workers), vseed, 0).data
+    return as_chunk(render_batch(config, vseed, 0, n, workers=workers), vseed, 0, source).data
 
 
 def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, examples: int = 200_000,
@@ -112,9 +119,11 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
                     options: dict | None = None, init=None, device: str = "cpu", out=None,
                     resume: bool = False, quiet: bool = True, workers: int = 2,
                     prevalence: float = WORLD_PREVALENCE, describe: dict | None = None,
-                    repeats: int = 1):
-    """Fit `model_name` on `examples` streamed engine examples, `epoch_examples` per epoch."""
+                    repeats: int = 1, source: str = "qsm"):
+    """Fit `model_name` on `examples` streamed engine examples, `epoch_examples` per epoch;
+    `source` "phase" trains a phase model (channel 0: the engine's local field patches)."""
     from ..errors import InputError
+    from ..patches import PatchConfig
     from .finetune import fit
 
     if epoch_examples < 8 or examples < epoch_examples:
@@ -123,10 +132,12 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
         raise InputError(f"--prevalence {prevalence} must lie strictly between 0 and 1")
     options = dict(options or {})
     options["epochs"] = int(math.ceil(examples / epoch_examples))
-    stream = EngineStream(config, seed, epoch_examples, workers, repeats)
+    if source not in ("qsm", "phase"):
+        raise InputError(f"--source {source!r} is not qsm or phase")
+    stream = EngineStream(config, seed, epoch_examples, workers, repeats, source)
     try:
         if val is None:
-            val = engine_validation(config, seed, val_examples, workers=1)
+            val = engine_validation(config, seed, val_examples, workers=1, source=source)
             val_kind = {"validation": "engine", "val_seed": seed + VAL_SEED_OFFSET, "n_val": val_examples}
         else:
             val_kind = {"validation": "cohort"}
@@ -135,9 +146,10 @@ def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, exa
                   "epoch_examples": epoch_examples, "examples_planned": options["epochs"] * epoch_examples,
                   "chunk_repeats": int(repeats),
                   "engine_prevalence": float(first.y.mean()), "engine_rim_fraction": config.rim_fraction,
-                  "prevalence_target": prevalence}
+                  "prevalence_target": prevalence, "source": source}
         model = fit(model_name, first, val, init=init, options=options, seed=seed, device=device, quiet=quiet,
-                    out=out, resume=resume, describe=record, epoch_data=_cached_first(stream, first))
+                    out=out, resume=resume, describe=record, epoch_data=_cached_first(stream, first),
+                    patch=PatchConfig(source=source))
     finally:
         stream.close()
     train_rec = model.card_extra["training"]

@@ -39,11 +39,12 @@ log = logging.getLogger("rimscope")
 
 def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, init=None, options=None,
         seed: int = 0, device: str = "cpu", quiet: bool = True, out=None, resume: bool = False,
-        describe: dict | None = None, epoch_data=None):
+        describe: dict | None = None, epoch_data=None, patch=None):
     """Fit `model_name` on the labelled lesions of `train`; early stopping and threshold on `val`.
     `describe` (e.g. cohort and labels paths) is recorded in the card's training section.
     `epoch_data(epoch) -> LesionData`, if given, supplies each epoch's training lesions (a
-    streamed engine chunk, a pure function of the epoch); `train` then seeds the rim probe."""
+    streamed engine chunk, a pure function of the epoch); `train` then seeds the rim probe.
+    `patch` (a PatchConfig) is the geometry and source the data were sampled with (the card's)."""
     opts = parse_training_options(options, model_name)
     train = subset(train, train.y >= 0)
     val = subset(val, val.y >= 0) if val is not None else None
@@ -57,6 +58,8 @@ def fit(model_name: str, train: LesionData, val: LesionData | None = None, *, in
               "n_val_subjects": len(np.unique(val.subject)) if val is not None else 0}
     torch.manual_seed(seed)  # initial weights: same for every run with this seed, and on every rank
     model = build(model_name, **opts["model"])
+    if patch is not None:
+        model.patch_config = patch
     if not is_neural(model_name):
         return _fit_classical(model, train, val, opts, seed, record, out)
     return _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data)
