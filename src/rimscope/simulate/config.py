@@ -14,6 +14,27 @@ from pathlib import Path
 from ..errors import InputError
 
 
+def fill_config(cls, data: dict, path, *, label: str, unknown, numbers: bool = False):
+    """cls() with the keys of `data` set by field name, then validated: one reading for every
+    simulator config. Unknown keys are refused with `unknown(sorted_unknown, known)`, a value
+    whose kind (list/dict or scalar) differs from its default's with "<label> key ... must look
+    like ..."; with `numbers`, a scalar must also be a number."""
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(data) - known)
+    if bad:
+        raise InputError(unknown(bad, known), path)
+    cfg = cls()
+    for k, v in data.items():
+        default = getattr(cfg, k)
+        nested = isinstance(default, (list, dict))
+        if nested != isinstance(v, (list, dict)) or (
+                numbers and not nested and not isinstance(v, (int, float))):
+            raise InputError(f"{label} key {k!r} must look like {default!r}", path)
+        setattr(cfg, k, v)
+    cfg.validate(path)
+    return cfg
+
+
 @dataclass
 class SimConfig:
     # ------------------------------------------------------------ anatomy
@@ -98,19 +119,9 @@ class SimConfig:
 
     @classmethod
     def from_dict(cls, data: dict, path=None) -> "SimConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown simulator config key(s) {unknown}; valid keys are listed in "
-                             "truth.json 'config' of any cohort", path)
-        cfg = cls()
-        for k, v in data.items():
-            default = getattr(cfg, k)
-            if isinstance(default, (list, dict)) != isinstance(v, (list, dict)):
-                raise InputError(f"config key {k!r} must look like {default!r}", path)
-            setattr(cfg, k, v)
-        cfg.validate(path)
-        return cfg
+        return fill_config(cls, data, path, label="config",
+                           unknown=lambda bad, known: f"unknown simulator config key(s) {bad}; valid "
+                           "keys are listed in truth.json 'config' of any cohort")
 
     def validate(self, path=None) -> None:
         for f in fields(self):

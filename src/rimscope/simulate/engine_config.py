@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
+from .config import fill_config, read_json_object
 
 
 @dataclass
@@ -103,20 +104,9 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, data: dict, path=None) -> "EngineConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown engine config key {unknown[0]!r}; valid keys: "
-                             f"{', '.join(sorted(known))}", path)
-        cfg = cls()
-        for k, v in data.items():
-            default = getattr(cfg, k)
-            if isinstance(default, (list, dict)) != isinstance(v, (list, dict)) or (
-                    not isinstance(default, (list, dict)) and not isinstance(v, (int, float))):
-                raise InputError(f"engine config key {k!r} must look like {default!r}", path)
-            setattr(cfg, k, v)
-        cfg.validate(path)
-        return cfg
+        return fill_config(cls, data, path, label="engine config", numbers=True,
+                           unknown=lambda bad, known: f"unknown engine config key {bad[0]!r}; "
+                           f"valid keys: {', '.join(sorted(known))}")
 
     def validate(self, path=None) -> None:
         for f in fields(self):
@@ -152,6 +142,4 @@ def load_engine_config(path=None) -> EngineConfig:
     """Defaults, or defaults overridden by the keys of a JSON file (unknown keys refused)."""
     if path is None:
         return EngineConfig()
-    from .config import read_json_object
-
     return EngineConfig.from_dict(read_json_object(path, "engine config"), Path(path))
