@@ -70,16 +70,15 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
     """Fine-tune `model` on the labelled lesions of `cohort`; writes OUT (card.json, weights.pt,
     train_run.json) and returns the fitted RimModel. `options`: training options as a dict."""
     import numpy as np
-    import torch
 
     from ..cohort import load_cohort, read_labels
     from ..errors import InputError
     from ..models.registry import spec
-    from ..runtime import resolve_device, write_json_atomic
+    from ..runtime import write_json_atomic
     from . import distributed as ddp
     from .data import inner_split, load_lesion_data, subset
     from .finetune import fit
-    from .options import parse_choice, parse_training_options, with_epochs
+    from .options import parse_choice, parse_training_options, start_run
 
     if not cohort or not labels:
         raise InputError("rimscope train needs -i/--input COHORT and --labels (or --engine)")
@@ -90,11 +89,7 @@ def train(*, cohort, labels, out, model: str = "asymmetric", init=None, epochs: 
                          "training reads patches in ppm", cohort)
     if not 0.0 <= val_frac < 0.9:
         raise InputError(f"--val-frac {val_frac} must lie in [0, 0.9)")
-    options = with_epochs(options, epochs)
-    parse_training_options(options, model)  # before any image is read
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(device)
+    options, device = start_run(options, epochs, parse_training_options, model, threads, device)
     out = Path(out)
     if out.exists() and (out / "card.json").exists() and not resume:
         log.warning("%s already holds a model; it will be replaced", out)

@@ -75,25 +75,19 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
     defaults), validating on `val_cohort`/`val_labels` or on held-out engine examples; writes OUT
     (card.json, weights.pt, train_run.json) and returns the fitted RimModel. `source` "phase" trains
     a phase model on the engine's local field patches (its card's patch.source is "phase")."""
-    import torch
-
     from ..errors import InputError
     from ..models.registry import spec
-    from ..runtime import resolve_device, write_json_atomic
+    from ..runtime import write_json_atomic
     from ..simulate.engine_config import load_engine_config
     from . import distributed as ddp
     from .engine_data import train_on_engine
-    from .options import parse_training_options
+    from .options import parse_training_options, start_run
 
     spec(model)
     config = load_engine_config(engine or None)
     if bool(val_cohort) != bool(val_labels):
         raise InputError("--val-cohort and --val-labels go together")
-    options = dict(options or {})
-    parse_training_options(options, model)  # before any example is rendered
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(device)
+    options, device = start_run(options, None, parse_training_options, model, threads, device)
     out = Path(out)
     val = None
     if val_cohort:

@@ -102,6 +102,22 @@ def with_epochs(options: dict | None, epochs: int | None) -> dict:
     return {**(options or {}), **({"epochs": epochs} if epochs is not None else {})}
 
 
+def start_run(options: dict | None, epochs: int | None, parse, model: str, threads: int | None,
+              device: str):
+    """How every training command starts: --epochs merged into a copy of `options`, the options
+    checked by `parse(options, model)` before any image is read, then torch's thread count and
+    the device set. Returns (options, device)."""
+    import torch
+
+    from ..runtime import resolve_device
+
+    options = with_epochs(options, epochs)
+    parse(options, model)
+    if threads:
+        torch.set_num_threads(threads)
+    return options, resolve_device(device)
+
+
 def parse_choice(option: str, value, choices) -> str:
     if value not in choices:
         raise InputError(f"{option} {value!r}: choose one of {', '.join(choices)}")

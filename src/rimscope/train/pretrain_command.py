@@ -45,13 +45,11 @@ def pretrain(*, cohort, out, model: str = "asymmetric", epochs: int | None = Non
     from pathlib import Path
 
     import numpy as np
-    import torch
 
     from ..cohort import load_cohort
     from ..errors import InputError
-    from ..runtime import resolve_device
     from .data import load_lesion_data
-    from .options import parse_choice, parse_pretrain_options, with_epochs
+    from .options import parse_choice, parse_pretrain_options, start_run
     from .pretrain import PRETRAINABLE
     from .pretrain import pretrain as run_pretrain
     from .wm_patches import cohort_wm_patches
@@ -59,11 +57,7 @@ def pretrain(*, cohort, out, model: str = "asymmetric", epochs: int | None = Non
     parse_choice("--model", model, PRETRAINABLE)
     if wm_per_subject < 0:
         raise InputError("--wm-per-subject must be >= 0")
-    options = with_epochs(options, epochs)
-    parse_pretrain_options(options, model)  # before any image is read
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(device)
+    options, device = start_run(options, epochs, parse_pretrain_options, model, threads, device)
     out = Path(out)
     entries = load_cohort(cohort)
     data = load_lesion_data(entries, None, cache_dir=cache_dir or out / ".patch_cache", quiet=quiet)
