@@ -166,6 +166,37 @@ def write_tiny_subject(folder, sid: str, seed: int = 0, *, n_lesions: int = 4, a
     return paths
 
 
+def save_untrained_model(folder) -> Path:
+    """An untrained but deterministic asymmetric model (threshold 0.5), saved like a shipped one."""
+    import torch
+
+    from rimscope.models.card import save_model
+    from rimscope.models.registry import build
+
+    torch.manual_seed(0)
+    model = build("asymmetric")
+    model.threshold = 0.5
+    save_model(model, folder)
+    return Path(folder)
+
+
+def predict_inputs(root) -> list[str]:
+    """An untrained model in root/model and subjects 01, 02 (tiny_subject seeds 0, 1; int16
+    lesions; identity affine) in root -> the manifest's lines, header first."""
+    root = Path(root)
+    save_untrained_model(root / "model")
+    lines = ["subject\tqsm\tflair\tlesions"]
+    for sid, seed in (("01", 0), ("02", 1)):
+        qsm, flair, labels, _ = tiny_subject(seed=seed)
+        files = []
+        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels.astype(np.int16))):
+            p = root / f"sub-{sid}_{role}.nii.gz"
+            write_nii(p, arr, np.eye(4))
+            files.append(p.name)
+        lines.append("\t".join([sid] + files))
+    return lines
+
+
 def write_manifest(root, subjects: dict) -> Path:
     """manifest.tsv of {sid: {role: path}} with paths relative to `root`."""
     root = Path(root)

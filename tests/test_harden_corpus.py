@@ -13,7 +13,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import centred_affine, tiny_subject, write_nii
+from conftest import centred_affine, save_untrained_model, tiny_subject, write_nii
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
 
@@ -97,18 +97,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import torch
-
-    from rimscope.models.registry import build
-
-    from rimscope.models.card import save_model
-
-    torch.manual_seed(0)
-    model = build("asymmetric")
-    model.threshold = 0.5
-    d = tmp_path_factory.mktemp("model")
-    save_model(model, d)
-    return d
+    return save_untrained_model(tmp_path_factory.mktemp("model"))
 
 
 def _cli(*argv, timeout=300):

@@ -7,9 +7,8 @@ import os
 import subprocess
 import uuid
 
-import numpy as np
 import pytest
-from conftest import tiny_subject, write_nii
+from conftest import predict_inputs
 
 from rimscope.cli import main as cli_main
 from rimscope.inference.outputs import stamp_path
@@ -18,26 +17,8 @@ from rimscope.runtime import read_tsv
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    import torch
-
-    from rimscope.models.registry import build
-
-    from rimscope.models.card import save_model
-
     root = tmp_path_factory.mktemp("env")
-    torch.manual_seed(0)
-    model = build("asymmetric")
-    model.threshold = 0.5
-    save_model(model, root / "model")
-    lines = ["subject\tqsm\tflair\tlesions"]
-    for sid, seed in (("01", 0), ("02", 1)):
-        qsm, flair, labels, _ = tiny_subject(seed=seed)
-        files = []
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels.astype(np.int16))):
-            p = root / f"sub-{sid}_{role}.nii.gz"
-            write_nii(p, arr, np.eye(4))
-            files.append(p.name)
-        lines.append("\t".join([sid] + files))
+    lines = predict_inputs(root)
     (root / "cohort.tsv").write_text("\n".join(lines) + "\n")
     return root
 

@@ -15,7 +15,7 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import tiny_subject, write_nii
+from conftest import predict_inputs
 
 from rimscope.inference.outputs import IMAGE_ENDS, STAMP, stamp_path
 from rimscope.runtime import TEMP_PREFIX
@@ -28,26 +28,8 @@ N_POINTS = PER_SUBJECT + 2 * 5
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    import torch
-
-    from rimscope.models.registry import build
-
-    from rimscope.models.card import save_model
-
     root = tmp_path_factory.mktemp("kill")
-    torch.manual_seed(0)
-    model = build("asymmetric")
-    model.threshold = 0.5
-    save_model(model, root / "model")
-    lines = ["subject\tqsm\tflair\tlesions"]
-    for sid, seed in (("01", 0), ("02", 1)):
-        qsm, flair, labels, _ = tiny_subject(seed=seed)
-        files = []
-        for role, arr in (("qsm", qsm), ("flair", flair), ("lesions", labels.astype(np.int16))):
-            p = root / f"sub-{sid}_{role}.nii.gz"
-            write_nii(p, arr, np.eye(4))
-            files.append(p.name)
-        lines.append("\t".join([sid] + files))
+    lines = predict_inputs(root)
     (root / "one.tsv").write_text("\n".join(lines[:2]) + "\n")
     (root / "two.tsv").write_text("\n".join(lines) + "\n")
     return root

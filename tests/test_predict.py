@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_manifest, write_tiny_subject
+from conftest import save_untrained_model, write_manifest, write_tiny_subject
 from rimscope.cli import main as cli_main
 from rimscope.inference.outputs import lesions_tsv, report_path, subject_dir
 
@@ -23,15 +23,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An untrained but deterministic asymmetric model, saved and reloaded like a shipped one."""
-    from rimscope.models.card import save_model
-    from rimscope.models.registry import build
-
-    torch.manual_seed(0)
-    model = build("asymmetric")
-    model.threshold = 0.5
-    d = tmp_path_factory.mktemp("model")
-    save_model(model, d)
-    return d
+    return save_untrained_model(tmp_path_factory.mktemp("model"))
 
 
 def write_subject(d, codes="RAS", rot=0.0, seed=0, name="01"):
