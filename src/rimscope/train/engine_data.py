@@ -79,16 +79,15 @@ class EngineStream:
                                 for s, n in self._parts(epoch)]
 
     def chunk(self, epoch: int) -> EngineChunk:
-        if self.workers >= 1:
-            self._submit(epoch)
-            parts = [r.get() for r in self._pending.pop(epoch)]
-            self._submit(epoch + 1)
-            batch = EngineBatch(x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
-                                rim=np.concatenate([p.rim for p in parts]),
-                                field=np.concatenate([p.field for p in parts]),
-                                meta=[m for p in parts for m in p.meta])
-        else:
-            batch = render_batch(self.config, self.seed, epoch * self.m, self.m)
+        """Chunk `epoch`, rendered by the worker pool (always in the background, so training never
+        waits on rendering it could overlap); the next chunk is submitted before returning."""
+        self._submit(epoch)
+        parts = [r.get() for r in self._pending.pop(epoch)]
+        self._submit(epoch + 1)
+        batch = EngineBatch(x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
+                            rim=np.concatenate([p.rim for p in parts]),
+                            field=np.concatenate([p.field for p in parts]),
+                            meta=[m for p in parts for m in p.meta])
         self.examples_served += len(batch.y)
         return as_chunk(batch, self.seed, epoch * self.m, self.source)
 
