@@ -5,6 +5,10 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "RIMSCOPE_CACHE" not in os.environ:  # the engine's shape cache: never the user's home in tests
+    import tempfile
+
+    os.environ["RIMSCOPE_CACHE"] = tempfile.mkdtemp(prefix="rimscope-test-cache-")
 
 import nibabel as nib
 import numpy as np

@@ -29,7 +29,7 @@ from . import engine_physics as phys
 from .engine_config import EngineConfig
 from .engine_parts import fov_cut, mask_error, normalise_like_brain, sample_like_patch, veins_for
 from .engine_render import BoxGrid, half_space, render_flair, render_lesion, sphere
-from .engine_shapes import library, random_pose, unit
+from .engine_shapes import library, random_pose, unit, warm_library
 
 
 @dataclass
@@ -244,6 +244,7 @@ def engine_pool(config: EngineConfig, workers: int):
     thread pool of the training process)."""
     import multiprocessing as mp
 
+    warm_library(library(config.lesion_min_mm3, config.lesion_max_mm3, tuple(config.donors)))
     return mp.get_context("forkserver").Pool(int(workers), initializer=_init_worker, initargs=(config,))
 
 

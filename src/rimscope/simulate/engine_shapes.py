@@ -5,11 +5,19 @@ A rim detector keys on where the edge is, so the engine renders everything (core
 mask) from one signed distance to the true edge. Storing each shape as a smoothed signed
 distance at 1 mm lets any pose be rendered by sampling it at transformed points (cheap,
 sub-voxel), instead of resampling a binary mask (aliasing). The library is loaded once per
-process (~2,000 shapes) and each map is built the first time its shape is drawn.
+process (~2,000 shapes) and each map is built the first time its shape is drawn. Building all
+maps costs ~50 s of one core, and every engine worker would pay it again, so `warm_library`
+builds them once and keeps them in a cache file (RIMSCOPE_CACHE, else ~/.cache/rimscope) that
+later processes load in a second; a cache that cannot be written or read is simply rebuilt.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -17,6 +25,8 @@ from scipy import ndimage
 from .library import donor_lesions, donors
 
 PAD_VOX = 8  # the map reaches this far (mm) outside the shape: rim offsets, thickness, margins
+SHAPE_CACHE_VERSION = 1  # bump when Shape._build changes
+log = logging.getLogger("rimscope")
 
 
 class Shape:
@@ -40,13 +50,15 @@ class Shape:
             inside[tuple(np.array(inside.shape) // 2)] = True
         df = 0.5 * np.where(inside, -(ndimage.distance_transform_edt(inside) - 0.5),
                             ndimage.distance_transform_edt(~inside) - 0.5)
-        sdf = np.ascontiguousarray(df[::2, ::2, ::2], dtype=np.float32)
+        # float16 precision (< 0.01 mm here) is what the cache file stores: a shape gives the
+        # same examples whether it was built now or loaded
+        sdf = np.ascontiguousarray(df[::2, ::2, ::2]).astype(np.float16).astype(np.float32)
         self._sdf = sdf
         inside = np.argwhere(sdf < 0)
         self.centre = (inside.mean(0) if len(inside) else np.array(sdf.shape) / 2.0).astype(float)
         surf = np.argwhere(np.abs(sdf) < 0.5).astype(float) - self.centre
         n = np.linalg.norm(surf, axis=1, keepdims=True)
-        self.surface_dirs = (surf / np.maximum(n, 1e-6)).astype(np.float32)  # for coverage
+        self.surface_dirs = (surf / np.maximum(n, 1e-6)).astype(np.float16).astype(np.float32)  # coverage
         self.extent = float(np.abs(np.argwhere(sdf < 0) - self.centre).max() + 1.0) if len(inside) else 1.0
 
     @property
@@ -74,7 +86,59 @@ def library(min_mm3: float, max_mm3: float, donor_names: tuple = ()) -> tuple:
     for d in names:
         for lib in donor_lesions(d, float(min_mm3), float(max_mm3)):
             out.append(Shape(lib.donor, lib.index, lib.mask))
+    _load_cache(out, _cache_file(out))
     return tuple(out)
+
+
+def _cache_file(shapes) -> Path:
+    root = Path(os.environ.get("RIMSCOPE_CACHE") or Path.home() / ".cache" / "rimscope")
+    h = hashlib.sha256(f"v{SHAPE_CACHE_VERSION} pad{PAD_VOX}".encode())
+    for sh in shapes:
+        h.update(f"{sh.donor}:{sh.index}:{sh.volume_mm3:.0f};".encode())
+        h.update(np.packbits(sh._mask).tobytes())
+    return root / f"engine-shapes-{h.hexdigest()[:16]}.npz"
+
+
+def _load_cache(shapes, path: Path) -> bool:
+    try:
+        with np.load(path) as z:
+            if len(z["extent"]) != len(shapes):
+                return False
+            offs, sdf_shapes, flat = z["sdf_offsets"], z["sdf_shapes"], z["sdf"]
+            doffs, dirs = z["dir_offsets"], z["dirs"]
+            for i, sh in enumerate(shapes):
+                sh._sdf = flat[offs[i]:offs[i + 1]].reshape(sdf_shapes[i]).astype(np.float32)
+                sh.centre = z["centre"][i].astype(float)
+                sh.surface_dirs = dirs[doffs[i]:doffs[i + 1]].astype(np.float32)
+                sh.extent = float(z["extent"][i])
+        return True
+    except Exception:  # noqa: BLE001 - absent, partial or stale: build on demand instead
+        return False
+
+
+def warm_library(shapes) -> None:
+    """Build every map of `shapes` now and write them to the cache file (atomically) for the
+    engine workers; a no-op when the cache already held them."""
+    if all(sh.__dict__.get("_sdf") is not None for sh in shapes):
+        return
+    for sh in shapes:
+        sh.sdf  # noqa: B018 - builds it
+    path = _cache_file(shapes)
+    sdfs = [sh._sdf.ravel() for sh in shapes]
+    dirs = [sh.surface_dirs for sh in shapes]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, sdf=np.concatenate(sdfs).astype(np.float16),
+                     sdf_offsets=np.cumsum([0] + [len(a) for a in sdfs]),
+                     sdf_shapes=np.array([sh._sdf.shape for sh in shapes]),
+                     dirs=np.concatenate(dirs).astype(np.float16), dir_offsets=np.cumsum([0] + [len(d) for d in dirs]),
+                     centre=np.array([sh.centre for sh in shapes]), extent=np.array([sh.extent for sh in shapes]))
+        os.replace(tmp, path)
+        log.info("engine shape library cached in %s", path)
+    except OSError as exc:
+        log.debug("engine shape cache not written (%s): workers build shapes on demand", exc)
 
 
 def unit(rng) -> np.ndarray:
@@ -97,3 +161,4 @@ def random_pose(rng: np.random.Generator, scale_range, p_rotate: float = 1.0) ->
     if rng.random() >= p_rotate:
         R = np.eye(3)
     return R, float(rng.uniform(*scale_range))
+
