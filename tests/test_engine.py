@@ -102,6 +102,17 @@ def test_engine_stream_is_a_pure_function_of_the_epoch():
     e1, again, e0 = s.chunk(1), s.chunk(1), s.chunk(0)
     assert np.array_equal(e1.data.x, again.data.x) and not np.allclose(e1.data.x, e0.data.x)
     assert e1.rim.shape == (3, 32, 32, 32) and list(e1.data.lesion_id) == [3, 4, 5]
+    # streamed chunks carry only what training reads: no field patches, rim truth as float16,
+    # and the same examples as render_batch
+    ref = render_batch(cfg(), 7, 3, 3)
+    assert e1.field is None and e1.data.rim.dtype == np.float16
+    assert np.array_equal(e1.data.x, ref.x) and np.array_equal(e1.data.y, ref.y)
+    assert np.allclose(e1.data.rim, ref.rim, atol=1e-3)
+    s.close()
+    ps = EngineStream(cfg(), seed=7, epoch_examples=3, workers=1, source="phase")
+    phase = ps.chunk(1)
+    ps.close()
+    assert np.array_equal(phase.data.x[:, 0], ref.field) and np.array_equal(phase.data.x[:, 1:], ref.x[:, 1:])
 
 
 def _simulator_patch(lib, amp, th, thr):

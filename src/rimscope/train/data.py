@@ -33,6 +33,8 @@ class LesionData:
 
 def subset(data: LesionData, mask) -> LesionData:
     """Rows selected by a boolean mask or an index array."""
+    if np.asarray(mask).dtype == bool and np.all(mask):  # nothing dropped: no copy (engine chunks)
+        return data
     idx = np.flatnonzero(mask) if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
     return LesionData(x=data.x[idx], y=data.y[idx], subject=data.subject[idx], lesion_id=data.lesion_id[idx],
                       volume_mm3=data.volume_mm3[idx], flags=[data.flags[i] for i in idx],

@@ -211,6 +211,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     xs_train = torch.from_numpy(train.x)
     ys_train = torch.from_numpy(train.y)
     current = train
+    dense = getattr(net, "rim_decoder", None) is not None  # rim voxel truth only feeds a voxel head
     bar = progress(range(state["epoch"], epochs), desc=f"train {model.name}", unit="epoch",
                    quiet=quiet or rank != 0)
     t_start = time.time()
@@ -228,7 +229,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         losses = []
         for b in range(0, len(idx), bs):
             bi = torch.from_numpy(idx[b:b + bs])
-            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(current, bi)
+            xb, yb, rb = xs_train[bi], ys_train[bi], rim_batch(current, bi) if dense else None
             if opts["augment"]:
                 xb, rb = augment_with_rim(xb, rb, gen, opts["offset_ppm"])
             xb, yb = xb.to(device), yb.to(device)
