@@ -143,7 +143,7 @@ def engine_validation(config: EngineConfig, seed: int, n: int, workers: int = 1,
 
 
 def train_on_engine(model_name: str, config: EngineConfig, *, seed: int = 0, examples: int = 200_000,
-                    epoch_examples: int = 4096, val: LesionData | None = None, val_examples: int = 1000,
+                    epoch_examples: int = 2048, val: LesionData | None = None, val_examples: int = 1000,
                     options: dict | None = None, init=None, device: str = "cpu", out=None,
                     resume: bool = False, quiet: bool = True, workers: int = 2,
                     prevalence: float = WORLD_PREVALENCE, describe: dict | None = None,
