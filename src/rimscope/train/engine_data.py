@@ -38,17 +38,28 @@ class EngineChunk:
     meta: list
 
 
-def as_chunk(batch: EngineBatch, seed: int, start: int, source: str = "qsm") -> EngineChunk:
-    n = len(batch.y)
-    x = batch.x
-    if source == "phase":  # channel 0: the local field (ppm) instead of QSM, same patch grid
-        x = x.copy()
-        x[:, 0] = batch.field
-    data = LesionData(x=x, y=batch.y.astype(np.int64),
+def with_source(batch: EngineBatch, source: str, copy: bool = True) -> np.ndarray:
+    """The batch's patches as training reads them: for a phase model, channel 0 is the local
+    field (ppm) instead of QSM, on the same patch grid."""
+    if source != "phase":
+        return batch.x
+    x = batch.x.copy() if copy else batch.x
+    x[:, 0] = batch.field
+    return x
+
+
+def lesion_data(x, y, rim, meta: list, seed: int, start: int) -> LesionData:
+    """Engine examples start .. start+len(y)-1 of `seed` as LesionData (ids engine-SEED-INDEX)."""
+    n = len(y)
+    return LesionData(x=x, y=np.asarray(y, np.int64),
                       subject=np.array([f"engine-{seed}-{start + i}" for i in range(n)], dtype=object),
                       lesion_id=np.arange(start, start + n, dtype=np.int64),
-                      volume_mm3=np.array([m["volume_mm3"] for m in batch.meta], float),
-                      flags=[list(m["flags"]) for m in batch.meta], rim=batch.rim)
+                      volume_mm3=np.array([m["volume_mm3"] for m in meta], float),
+                      flags=[list(m["flags"]) for m in meta], rim=rim)
+
+
+def as_chunk(batch: EngineBatch, seed: int, start: int, source: str = "qsm") -> EngineChunk:
+    data = lesion_data(with_source(batch, source), batch.y, batch.rim, batch.meta, seed, start)
     return EngineChunk(data, batch.rim, batch.field, batch.meta)
 
 
@@ -101,12 +112,7 @@ class EngineStream:
             del px, prim
         self._submit(epoch + 1)
         self.examples_served += at
-        start = epoch * self.m
-        data = LesionData(x=x[:at], y=y[:at], subject=np.array([f"engine-{self.seed}-{start + i}" for i in range(at)],
-                                                             dtype=object),
-                          lesion_id=np.arange(start, start + at, dtype=np.int64),
-                          volume_mm3=np.array([m["volume_mm3"] for m in meta], float),
-                          flags=[list(m["flags"]) for m in meta], rim=rim[:at])
+        data = lesion_data(x[:at], y[:at], rim[:at], meta, self.seed, epoch * self.m)
         return EngineChunk(data, rim[:at], None, meta)
 
     def __call__(self, epoch: int) -> LesionData:
@@ -130,10 +136,7 @@ def _training_part(config: EngineConfig, seed: int, start: int, n: int, source: 
     for the local field for a phase model, labels, rim truth as float16, meta), so the field
     patches never cross the process boundary."""
     b = render_batch(config, seed, start, n)
-    x = b.x
-    if source == "phase":
-        x[:, 0] = b.field
-    return x, b.y.astype(np.int64), b.rim.astype(np.float16), b.meta
+    return with_source(b, source, copy=False), b.y.astype(np.int64), b.rim.astype(np.float16), b.meta
 
 
 def engine_validation(config: EngineConfig, seed: int, n: int, workers: int = 1,
