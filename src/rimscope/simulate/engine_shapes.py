@@ -104,13 +104,14 @@ def _load_cache(shapes, path: Path) -> bool:
         with np.load(path) as z:
             if len(z["extent"]) != len(shapes):
                 return False
+            # each member read once: indexing the NpzFile itself re-reads the member every time
             offs, sdf_shapes, flat = z["sdf_offsets"], z["sdf_shapes"], z["sdf"]
-            doffs, dirs = z["dir_offsets"], z["dirs"]
+            doffs, dirs, centres, extents = z["dir_offsets"], z["dirs"], z["centre"], z["extent"]
             for i, sh in enumerate(shapes):
                 sh._sdf = flat[offs[i]:offs[i + 1]].reshape(sdf_shapes[i]).astype(np.float32)
-                sh.centre = z["centre"][i].astype(float)
+                sh.centre = centres[i].astype(float)
                 sh.surface_dirs = dirs[doffs[i]:doffs[i + 1]].astype(np.float32)
-                sh.extent = float(z["extent"][i])
+                sh.extent = float(extents[i])
         return True
     except Exception:  # noqa: BLE001 - absent, partial or stale: build on demand instead
         return False
