@@ -1,6 +1,8 @@
 """`rimscope transfer`: the domain-shift bench — simulate one cohort per acquisition preset (and,
 where ../shared/foreign/gen.py exists, the foreign bench's variants), score every model against
 the truth, write results.json, results.md (the BENCHMARK.md table) and reliability diagrams.
+`--fine-tune PRESET` adds the label-efficiency curve on that preset (evaluate.finetune_curve):
+its own training and test cohorts, simulated with seeds away from the table's.
 
 Cohorts are cached in OUT (a rerun with the same settings simulates nothing), so adding a model
 to the table costs only its scoring. The foreign cohorts are a test bench only: never train or
@@ -170,14 +172,42 @@ def transfer(out, models: dict | None = None, presets="all", subjects: int = 8, 
     return results
 
 
+FINE_TUNE_SEEDS = (1100, 1200)  # train / test cohort seeds of --fine-tune, added to --seed
+
+
+def fine_tune_bench(out, preset: str, *, sizes="2,4,8,16", draws: int = 2, starts="shipped,scratch,pretrained",
+                    subjects: int = 8, seed: int = SEED, config=None, base="default", options=None,
+                    device: str = "auto", quiet: bool = False, command: str | None = None,
+                    n_boot: int = 500) -> dict:
+    """Simulate (cached) a training cohort of max(sizes) subjects and a test cohort of `subjects`
+    for `preset`, then the label-efficiency curve into OUT/fine_tune-PRESET/."""
+    from ..runtime import resolve_device
+    from ..simulate.presets import parse
+    from . import finetune_curve as FC
+
+    preset = parse(preset)[0]
+    sizes, starts = FC.parse_sizes(sizes), FC.parse_starts(starts)
+    out = Path(out)
+    device = resolve_device(device)
+    s_train, s_test = (seed + k for k in FINE_TUNE_SEEDS)
+    train_dir = out / "cohorts" / f"{preset}-train-seed{s_train}"
+    test_dir = out / "cohorts" / f"{preset}-test-seed{s_test}"
+    _simulated(train_dir, preset, max(sizes), s_train, quiet, config)
+    _simulated(test_dir, preset, subjects, s_test, quiet, config)
+    return FC.finetune_curve(train_dir, test_dir, out / f"fine_tune-{preset}", sizes=sizes, draws=draws,
+                             starts=starts, base=base, options=options, seed=seed, n_boot=n_boot,
+                             device=device, quiet=quiet, command=command)
+
+
 def add_arguments(p) -> None:
-    from ..flags import add_output
+    from ..flags import add_output, add_set
 
     add_output(p, "folder for cohorts (cached), results.json/.md, figures/", required=True, dest="out")
     p.add_argument("--models", default=None,
                    help="NAME=FOLDER,... model folders (card.json + weights.pt) or shipped names; the first is "
                         "DeLong's reference; default: the shipped default; 'none': the two rules only")
-    p.add_argument("--presets", default="all", help="all, or a comma-separated list of simulate presets")
+    p.add_argument("--presets", default="all",
+                   help="all, a comma-separated list of simulate presets, or none (only --fine-tune)")
     p.add_argument("--subjects", type=int, default=8, help="subjects per preset cohort (default 8)")
     p.add_argument("--seed", type=int, default=SEED, help=f"simulation seed of every preset (default {SEED})")
     p.add_argument("--foreign", default=None, help="path of ../shared/foreign/gen.py (default: looked for "
@@ -186,12 +216,42 @@ def add_arguments(p) -> None:
     p.add_argument("--config", default=None, help="JSON simulator overrides applied on top of every preset")
     p.add_argument("--bootstrap", type=int, default=1000, help="patient-bootstrap resamples")
     p.add_argument("--device", "-d", default="auto", help="auto|cpu|cuda")
+    g = p.add_argument_group("label efficiency (--fine-tune)")
+    g.add_argument("--fine-tune", default=None, metavar="PRESET",
+                   help="fine-tune on 2..16 labelled subjects of this preset and score its own test cohort "
+                        "(--subjects subjects): from the shipped model, from scratch, from pre-training")
+    g.add_argument("--sizes", default="2,4,8,16", help="labelled training subjects per point (default 2,4,8,16)")
+    g.add_argument("--draws", type=int, default=2, help="random draws of training subjects per size (default 2)")
+    g.add_argument("--starts", default="shipped,scratch,pretrained", help="starting points to compare")
+    g.add_argument("--base", default="default", help="shipped model name or model folder the curve starts from")
+    add_set(p, help="training option of every fine-tuning fit (e.g. epochs=20); see `rimscope train`")
 
 
 def run(args) -> int:
-    res = transfer(args.out, parse_models(args.models), args.presets, args.subjects, args.seed, args.foreign,
-                   args.foreign_subjects, args.bootstrap, args.device, args.quiet,
-                   command="rimscope " + " ".join(sys.argv[1:]), config=args.config)
-    log.info("transfer bench: %d cohorts x %d models -> %s", len(res["cohorts"]), len(res["models"]),
-             Path(args.out) / "results.md")
+    from ..train.options import parse_options, parse_training_options
+
+    command = "rimscope " + " ".join(sys.argv[1:])
+    options = parse_options(args.option)
+    if args.fine_tune:  # every option checked before hours of simulation and scoring
+        from . import finetune_curve as FC
+        from ..simulate.presets import parse
+
+        parse(args.fine_tune), FC.parse_sizes(args.sizes), FC.parse_starts(args.starts)
+        parse_training_options(options, "asymmetric")
+    if args.presets.strip().lower() != "none":
+        res = transfer(args.out, parse_models(args.models), args.presets, args.subjects, args.seed, args.foreign,
+                       args.foreign_subjects, args.bootstrap, args.device, args.quiet, command=command,
+                       config=args.config)
+        log.info("transfer bench: %d cohorts x %d models -> %s", len(res["cohorts"]), len(res["models"]),
+                 Path(args.out) / "results.md")
+    if args.fine_tune:
+        fine_tune_bench(args.out, args.fine_tune, sizes=args.sizes, draws=args.draws, starts=args.starts,
+                        subjects=args.subjects, seed=args.seed, config=args.config, base=args.base,
+                        options=options, device=args.device, quiet=args.quiet, command=command,
+                        n_boot=min(args.bootstrap, 500))
+        log.info("label-efficiency curve -> %s", Path(args.out) / f"fine_tune-{args.fine_tune}" / "finetune_curve.md")
+    elif args.presets.strip().lower() == "none":
+        from ..errors import InputError
+
+        raise InputError("--presets none leaves nothing to do without --fine-tune PRESET")
     return 0
