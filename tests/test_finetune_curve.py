@@ -130,3 +130,22 @@ def test_fine_tune_flags_are_checked_before_any_work(tmp_path, capsys):
     assert main(["transfer", "-o", str(out), "--presets", "none", "--fine-tune", "aniso-2", "--set", "lr=-1",
                  "-q"]) == 2
     assert not (out / "cohorts").exists()  # nothing simulated
+
+
+def test_fine_tune_command_simulates_its_own_cohorts_away_from_the_table(tmp_path, monkeypatch):
+    from rimscope.cli import main
+
+    made, called = [], {}
+    monkeypatch.setattr(TB, "_simulated", lambda folder, preset, n, seed, quiet, config=None:
+                        made.append((folder.name, preset, n, seed)) or 0.0)
+    monkeypatch.setattr(FC, "finetune_curve", lambda train, test, out, **kw: called.update(
+        train=train, test=test, out=out, **kw) or {})
+    argv = ["transfer", "-o", str(tmp_path / "o"), "--presets", "none", "--fine-tune", "strong-reg", "--sizes",
+            "2,8", "--draws", "3", "--subjects", "5", "--set", "epochs=7", "-d", "cpu", "-q"]
+    assert main(argv) == 0
+    assert made == [("strong-reg-train-seed8100", "strong-reg", 8, 8100),
+                    ("strong-reg-test-seed8200", "strong-reg", 5, 8200)]
+    assert called["train"].name == "strong-reg-train-seed8100" and called["test"].name == "strong-reg-test-seed8200"
+    assert called["out"] == tmp_path / "o" / "fine_tune-strong-reg"
+    assert called["sizes"] == [2, 8] and called["draws"] == 3 and called["options"] == {"epochs": 7}
+    assert called["starts"] == ["shipped", "scratch", "pretrained"] and called["base"] == "default"
