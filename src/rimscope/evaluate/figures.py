@@ -25,6 +25,20 @@ def to_base64(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def save_png(fig, path) -> None:
+    """Write a figure to `path` atomically (the same 100 dpi as the report's) and close it."""
+    from pathlib import Path
+
+    from ..runtime import atomic_path
+
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _colours(n):
     plt = _plt()
     cmap = plt.get_cmap("tab10")

@@ -83,7 +83,7 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
     from ..train.data import inner_split, load_lesion_data, subset
     from ..weights import shipped
     from .adapter import fit_model, pretrain_init
-    from .transfer import cohort_truth
+    from .transfer import cohort_manifest, cohort_truth
 
     fit_fn, pretrain_fn = fit_fn or fit_model, pretrain_fn or pretrain_init
     train_cohort, test_cohort, out = Path(train_cohort), Path(test_cohort), Path(out)
@@ -95,10 +95,8 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
     base_model = load_model(base_path, device=device)
     card = read_card(base_path)
     pc = base_model.patch_config
-    manifest = lambda d: next((d / n for n in ("manifest.tsv", "manifest.csv") if (d / n).exists()), d)  # noqa: E731
-    train_entries, test_entries = load_cohort(manifest(train_cohort)), load_cohort(manifest(test_cohort))
-    if {e.subject for e in train_entries} & {e.subject for e in test_entries}:
-        log.info("train and test cohorts share subject ids; they are separate simulations")
+    train_entries = load_cohort(cohort_manifest(train_cohort))
+    test_entries = load_cohort(cohort_manifest(test_cohort))
     cache = out / ".patch_cache"
     train = load_lesion_data(train_entries, read_labels(train_cohort / "labels.tsv"), pc, cache_dir=cache,
                              quiet=quiet, labels_path=train_cohort / "labels.tsv")
@@ -126,13 +124,16 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
              "pretrain_options": pretrain_options or {}, "wm_per_subject": wm_per_subject,
              "n_test": len(test), "n_train": len(labelled)}
 
-    def done(start, n, d):
-        rec = fits / f"{start}-n{n}-d{d}.json"
-        have = json.loads(rec.read_text(encoding="utf-8")) if rec.exists() else {}
+    def record(job):
+        return fits / "{}-n{}-d{}.json".format(*job)
+
+    def done(job):
+        have = json.loads(record(job).read_text(encoding="utf-8")) if record(job).exists() else {}
         return have["row"] if have.get("stamp") == stamp else None
 
+    finished = {job: done(job) for job in jobs}  # each fit record read once
     pretrain_seconds = None
-    if any(s == "pretrained" and done(s, n, d) is None for s, n, d in jobs):
+    if any(job[0] == "pretrained" and finished[job] is None for job in jobs):
         from ..train.wm_patches import cohort_wm_patches
 
         unl = train.x if wm_per_subject <= 0 else np.concatenate(
@@ -143,9 +144,8 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
                                          device=device, quiet=quiet)
         pretrain_seconds = round(time.time() - t0, 1)
     for start, n, d in progress(jobs, desc="fine-tune curve", unit="fit", quiet=quiet):
-        row = done(start, n, d)
-        if row is not None:
-            rows.append(row)
+        if finished[(start, n, d)] is not None:
+            rows.append(finished[(start, n, d)])
             continue
         idx = draw_subjects(labelled, n, d, seed)
         part = subset(labelled, idx)
@@ -158,7 +158,7 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
         row = {"start": start, "n_subjects": n, "draw": d, "n_train_lesions": len(part),
                "n_train_rim": int((part.y == 1).sum()), **_score(test.y, groups, p, model.threshold, n_boot, seed),
                "seconds": round(time.time() - t0, 1)}
-        write_json_atomic(fits / f"{start}-n{n}-d{d}.json", {"stamp": stamp, "row": row})
+        write_json_atomic(record((start, n, d)), {"stamp": stamp, "row": row})
         rows.append(row)
     rule = _rule_row(test, groups, n_boot, seed)
     summary = summarise(rows)
@@ -219,14 +219,9 @@ def curve_markdown(res: dict) -> str:
 
 
 def curve_figure(res: dict, path: Path) -> None:
-    import matplotlib
+    from .figures import _plt, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..runtime import atomic_path
-
-    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    fig, ax = _plt().subplots(figsize=(5.2, 4.0))
     base = next((s for s in res["summary"] if s["n_subjects"] == 0), None)
     for start in res["starts"]:
         pts = [s for s in res["summary"] if s["start"] == start]
@@ -242,7 +237,4 @@ def curve_figure(res: dict, path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set(xlabel="labelled training subjects", ylabel="test ROC AUC (truth)", title="label efficiency")
     ax.legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)

@@ -89,13 +89,18 @@ def cohort_truth(folder: Path) -> dict:
     return read_labels(folder / "labels.tsv")
 
 
+def cohort_manifest(folder: Path) -> Path:
+    """The manifest of a cohort folder (manifest.tsv, else manifest.csv), else the folder (BIDS)."""
+    return next((folder / n for n in ("manifest.tsv", "manifest.csv") if (folder / n).exists()), folder)
+
+
 def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = False) -> dict:
     """Scores of every model on every truthed lesion of a cohort folder (manifest + truth)."""
     from ..cohort import load_cohort
     from ..patches import subject_patches
     from ..runtime import progress
 
-    manifest = next((folder / n for n in ("manifest.tsv", "manifest.csv") if (folder / n).exists()), folder)
+    manifest = cohort_manifest(folder)
     truth = cohort_truth(folder)
     b0 = None
     if (folder / "b0_dir.txt").exists():
@@ -178,14 +183,9 @@ def cohort_metrics(sc: dict, scorers: list[Scorer], sens_thresholds: dict, n_boo
 
 def reliability_figure(name: str, metrics: dict, path: Path) -> None:
     """Observed Rim+ rate against mean probability per bin, one line per probabilistic model."""
-    import matplotlib
+    from .figures import _plt, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..runtime import atomic_path
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    fig, ax = _plt().subplots(figsize=(4.8, 4.6))
     ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
     for model, m in metrics.items():
         r = m["reliability"]
@@ -194,10 +194,7 @@ def reliability_figure(name: str, metrics: dict, path: Path) -> None:
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted probability", ylabel="observed Rim+ rate (truth)",
            title=f"reliability: {name}")
     ax.legend(fontsize=7, loc="upper left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _f(v, nd=3) -> str:
