@@ -145,3 +145,52 @@ def test_sigterm_inside_a_finalizer_still_terminates(capsys):
             while time.time() < deadline:
                 sum(range(1000))
     assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_an_interrupt_inside_the_temp_clean_up_still_leaves_no_temp(tmp_path, monkeypatch):
+    """The CI case: a SIGTERM from outside landed inside atomic_path's own clean-up, after the body
+    had raised, and the temp file stayed. Whatever bytecode it lands on, the temp goes."""
+    from rimscope import runtime
+    from rimscope.runtime import Terminated, atomic_path, sigterm_as_interrupt
+
+    real_unlink, calls = os.unlink, []
+
+    def unlink_cut_once(path, *a, **k):  # the second interrupt arrives just before the unlink
+        calls.append(path)
+        if len(calls) == 1:
+            raise Terminated()
+        return real_unlink(path, *a, **k)
+
+    with pytest.raises(Terminated):
+        with sigterm_as_interrupt():
+            with atomic_path(tmp_path / "a.nii.gz") as tmp:
+                tmp.write_bytes(b"half")
+                monkeypatch.setattr(runtime.os, "unlink", unlink_cut_once)
+                raise Terminated()
+    assert len(calls) == 2  # the cut clean-up, then the sweep
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_during_temp_creation_is_held_until_the_temp_is_known(tmp_path):
+    """SIGTERM sent while the temp file is being made is delivered after it is registered."""
+    from rimscope import runtime
+    from rimscope.runtime import Terminated, sigterm_as_interrupt
+
+    real_mkstemp = runtime.tempfile.mkstemp
+
+    def mkstemp_signalled(*a, **k):
+        made = real_mkstemp(*a, **k)
+        os.kill(os.getpid(), signal.SIGTERM)  # lands once the file exists, before its name is known
+        return made
+
+    runtime.tempfile.mkstemp = mkstemp_signalled
+    try:
+        with pytest.raises(Terminated):
+            with sigterm_as_interrupt():
+                with runtime.atomic_path(tmp_path / "b.tsv") as tmp:
+                    for _ in range(10**6):  # the held signal is delivered here at the latest
+                        pass
+                    tmp.write_text("never")
+    finally:
+        runtime.tempfile.mkstemp = real_mkstemp
+    assert list(tmp_path.iterdir()) == []

@@ -172,9 +172,11 @@ def atomic_path(path, suffix: str | None = None):
         clean_stale_temps(folder)
     ext = "".join(path.suffixes)
     suffix = "-" + path.name + ("" if suffix is None or ext.endswith(suffix) else suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix,
-                               dir=path.parent)
-    os.close(fd)
+    with _signals_held():  # a SIGTERM landing here would leave a temp file nobody knows of
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix,
+                                   dir=path.parent)
+        _live_temps.add(tmp)
+        os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         yield Path(tmp)
@@ -188,8 +190,43 @@ def atomic_path(path, suffix: str | None = None):
             exc.filename = str(path)
         raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _discard_temp(tmp)
+
+
+_live_temps: set = set()  # this process's temp files not yet renamed or removed
+
+
+def _discard_temp(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:  # renamed into place
+        pass
+    _live_temps.discard(tmp)
+
+
+def discard_live_temps() -> None:
+    """Remove every temp file this process still holds. An interrupt (SIGTERM, Ctrl-C) raises
+    between any two bytecodes, also inside atomic_path's own clean-up; this sweep, run once the
+    interruptible region has ended, is what makes "no temp file survives" hold everywhere."""
+    for tmp in list(_live_temps):
+        try:
+            _discard_temp(tmp)
+        except OSError:  # a read-only disk by now: the next run's clean_stale_temps removes it
+            pass
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGTERM/SIGINT/SIGALRM (delivered on leaving) around a few steps that must not be cut."""
+    held = {signal.SIGTERM, signal.SIGINT, signal.SIGALRM}
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _umask() -> int:
@@ -281,6 +318,7 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        discard_live_temps()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGALRM, previous_alarm)
         sys.unraisablehook = hook
