@@ -112,9 +112,12 @@ def test_curve_refuses_bad_settings(cohorts, tmp_path):
     train, _ = cohorts
     with pytest.raises(InputError, match="must not be the training cohort"):
         FC.finetune_curve(train, train, tmp_path / "x", device="cpu", quiet=True)
-    for bad in ("0,2", "two", ""):
+    for bad in ("0,2", "two", "", "4,all"):  # 'all' would simulate 10**6 training subjects
         with pytest.raises(InputError, match="--sizes"):
             FC.parse_sizes(bad)
+    from rimscope.evaluate.pipeline import parse_sizes
+
+    assert parse_sizes("8,all,2") == [2, 8, 10 ** 6]  # the cross-validated curve has a cohort to take all of
     with pytest.raises(InputError, match="--starts"):
         FC.parse_starts("shipped,imagenet")
 
@@ -129,6 +132,10 @@ def test_fine_tune_flags_are_checked_before_any_work(tmp_path, capsys):
     assert "unknown preset" in capsys.readouterr().err
     assert main(["transfer", "-o", str(out), "--presets", "none", "--fine-tune", "aniso-2", "--set", "lr=-1",
                  "-q"]) == 2
+    capsys.readouterr()
+    assert main(["transfer", "-o", str(out), "--presets", "none", "--fine-tune", "aniso-2", "--base",
+                 str(tmp_path / "nowhere"), "-q"]) == 2
+    assert "no model card" in capsys.readouterr().err
     assert not (out / "cohorts").exists()  # nothing simulated
 
 

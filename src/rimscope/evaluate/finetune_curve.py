@@ -33,15 +33,10 @@ COLUMNS = ["start", "n_subjects", "draw", "n_train_lesions", "n_train_rim", "roc
 
 
 def parse_sizes(text) -> list[int]:
-    from ..errors import InputError
+    """The curve simulates its own training subjects: counts only, no 'all'."""
+    from .pipeline import parse_sizes as parse
 
-    try:
-        sizes = sorted({int(t) for t in str(text).split(",") if t.strip()})
-    except ValueError:
-        sizes = []
-    if not sizes or sizes[0] < 1:
-        raise InputError(f"--sizes {text!r}: give positive subject counts, e.g. 2,4,8,16")
-    return sizes
+    return parse(text, allow_all=False)
 
 
 def parse_starts(text) -> list[str]:

@@ -21,18 +21,24 @@ LE_COLUMNS = ["fold", "n_subjects", "n_used", "pretrained", "subject", "lesion_i
               "threshold"]
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text, allow_all: bool = True) -> list[int]:
+    """`--sizes 4,8,16[,all]` -> sorted labelled-subject counts ('all': every subject, where the
+    cohort is given; `allow_all=False` where the command would have to simulate them)."""
     from ..errors import InputError
 
     out = []
-    for tok in text.split(","):
+    for tok in str(text).split(","):
         tok = tok.strip()
-        if tok == "all":
+        if tok == "all" and allow_all:
             out.append(10 ** 6)
         elif tok.isdigit() and int(tok) > 0:
             out.append(int(tok))
-        else:
-            raise InputError(f"--sizes {text!r}: give positive integers or 'all', e.g. 4,8,16,all")
+        elif tok:
+            out = []
+            break
+    if not out:
+        raise InputError(f"--sizes {text!r}: give positive integers" + (" or 'all', e.g. 4,8,16,all"
+                                                                       if allow_all else ", e.g. 2,4,8,16"))
     return sorted(set(out))
 
 

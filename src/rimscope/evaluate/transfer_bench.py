@@ -234,10 +234,13 @@ def run(args) -> int:
     options = parse_options(args.option)
     if args.fine_tune:  # every option checked before hours of simulation and scoring
         from . import finetune_curve as FC
+        from ..models.card import read_card
         from ..simulate.presets import parse
+        from ..weights import shipped
 
         parse(args.fine_tune), FC.parse_sizes(args.sizes), FC.parse_starts(args.starts)
-        parse_training_options(options, "asymmetric")
+        base = read_card(shipped().get(str(args.base), Path(args.base)))  # a bad --base, too, before any work
+        parse_training_options(options, base.name)  # the options of the model the curve fine-tunes
     if args.presets.strip().lower() != "none":
         res = transfer(args.out, parse_models(args.models), args.presets, args.subjects, args.seed, args.foreign,
                        args.foreign_subjects, args.bootstrap, args.device, args.quiet, command=command,
