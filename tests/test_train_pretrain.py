@@ -81,3 +81,24 @@ def test_pretrained_init_is_used_and_checked(tmp_path):
         load_init(tmp_path / "pt")
     with pytest.raises(InputError, match="pre-training is defined"):
         pretrain(paired_patches(4, 0), model_name="rimnet")
+
+
+def test_a_complete_model_given_as_init_competes_as_epoch_0(tmp_path):
+    """Fine-tuning a trained model can keep it untouched (epoch 0), where a pre-trained encoder
+    under a fresh head cannot: the head's random start would only win by validation noise."""
+    from rimscope.models.synthetic import synthetic_patches
+    from rimscope.train.data import LesionData
+    from rimscope.train.finetune import fit
+
+    x, y, s = synthetic_patches(16, seed=0)
+    assert 0 < y.sum() < len(y)
+    d = LesionData(x, y, s, np.arange(16), np.ones(16), [[]] * 16)
+    opts = {"epochs": 1, "batch_size": 8, "rim_probe": False, "model": SMALL}
+    from rimscope.models.card import save_model
+
+    save_model(fit("asymmetric", d, None, options=opts, seed=0), tmp_path / "trained")
+    m = fit("asymmetric", d, d, init=tmp_path / "trained", options=opts, seed=1)
+    assert [h["epoch"] for h in m.card_extra["training"]["history"]] == [0, 1]
+    pretrain(paired_patches(8, seed=2), {"epochs": 1, "batch_size": 8, "model": SMALL}, out=tmp_path / "pt")
+    m = fit("asymmetric", d, d, init=tmp_path / "pt", options=opts, seed=1)
+    assert [h["epoch"] for h in m.card_extra["training"]["history"]] == [1]

@@ -28,6 +28,7 @@ from . import stats
 log = logging.getLogger("rimscope")
 
 STARTS = ("shipped", "scratch", "pretrained")
+SHIPPED_LR_FACTOR = 0.1  # fine-tuning a trained model: a tenth of the from-scratch learning rate
 COLUMNS = ["start", "n_subjects", "draw", "n_train_lesions", "n_train_rim", "roc_auc", "pr_auc",
            "sens_at_spec0.90", "threshold", "sensitivity", "specificity", "seconds"]
 
@@ -76,6 +77,7 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
     from ..models.card import load_model, read_card
     from ..runtime import progress, versions, write_json_atomic, write_text_atomic, write_tsv_atomic
     from ..train.data import inner_split, load_lesion_data, subset
+    from ..train.options import parse_training_options
     from ..weights import shipped
     from .adapter import fit_model, pretrain_init
     from .transfer import cohort_manifest, cohort_truth
@@ -106,25 +108,30 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
     fits = out / "fits"
     fits.mkdir(parents=True, exist_ok=True)
     opts = dict(options or {})
-    arm_options = {"shipped": {**opts, "rim_probe": False, "model": {**card.config, **opts.get("model", {})}},
-                   "scratch": opts, "pretrained": opts}
     name = base_model.name
+    # the shipped start is already a model: a tenth of the from-scratch learning rate (unless --set
+    # lr says otherwise), and its untouched self competes as epoch 0 of early stopping (train.finetune)
+    arm_options = {"shipped": {"lr": SHIPPED_LR_FACTOR * parse_training_options(opts, name)["lr"], **opts,
+                               "rim_probe": False, "model": {**card.config, **opts.get("model", {})}},
+                   "scratch": opts, "pretrained": opts}
     rows = [{"start": "shipped (no fine-tuning)", "n_subjects": 0, "draw": 0, "n_train_lesions": 0,
              "n_train_rim": 0, **_score(test.y, groups, np.asarray(base_model.predict_proba(test.x, device), float),
                                         base_model.threshold, n_boot, seed), "seconds": 0.0}]
     init = {"shipped": base_path}
     jobs = [(s, n, d) for n in sizes for d in range(draws) for s in starts]
-    stamp = {"train": str(train_cohort), "test": str(test_cohort), "base_sha256": card.weights_sha256,
-             "options": json.loads(json.dumps(arm_options, default=str)), "seed": seed,
+    stamp = {"train": str(train_cohort), "test": str(test_cohort), "base_sha256": card.weights_sha256, "seed": seed,
              "pretrain_options": pretrain_options or {}, "wm_per_subject": wm_per_subject,
              "n_test": len(test), "n_train": len(labelled)}
 
     def record(job):
         return fits / "{}-n{}-d{}.json".format(*job)
 
+    def stamp_of(start):  # a fit is redone when its own start's options change, not another's
+        return {**stamp, "options": json.loads(json.dumps(arm_options[start], default=str))}
+
     def done(job):
         have = json.loads(record(job).read_text(encoding="utf-8")) if record(job).exists() else {}
-        return have["row"] if have.get("stamp") == stamp else None
+        return have["row"] if have.get("stamp") == stamp_of(job[0]) else None
 
     finished = {job: done(job) for job in jobs}  # each fit record read once
     pretrain_seconds = None
@@ -153,13 +160,13 @@ def finetune_curve(train_cohort, test_cohort, out, *, sizes=(2, 4, 8, 16), draws
         row = {"start": start, "n_subjects": n, "draw": d, "n_train_lesions": len(part),
                "n_train_rim": int((part.y == 1).sum()), **_score(test.y, groups, p, model.threshold, n_boot, seed),
                "seconds": round(time.time() - t0, 1)}
-        write_json_atomic(record((start, n, d)), {"stamp": stamp, "row": row})
+        write_json_atomic(record((start, n, d)), {"stamp": stamp_of(start), "row": row})
         rows.append(row)
     rule = _rule_row(test, groups, n_boot, seed)
     summary = summarise(rows)
     res = {"command": command or "finetune_curve() from Python", "train_cohort": str(train_cohort),
            "test_cohort": str(test_cohort), "base": str(base_path), "base_sha256": card.weights_sha256,
-           "model": name, "sizes": sizes, "draws": draws, "starts": list(starts), "options": stamp["options"],
+           "model": name, "sizes": sizes, "draws": draws, "starts": list(starts), "options": json.loads(json.dumps(arm_options, default=str)),
            "pretrain_options": pretrain_options or {}, "wm_per_subject": wm_per_subject, "seed": seed,
            "bootstrap": n_boot, "device": device, "n_test_lesions": len(test), "n_test_rim": int(test.y.sum()),
            "n_test_subjects": len(set(groups.tolist())), "n_train_subjects": n_subjects,

@@ -132,7 +132,17 @@ def load_init(init) -> dict:
     return load_model(path).state_dict()
 
 
-def _apply_init(net, state: dict) -> None:
+def is_trained_model(init) -> bool:
+    """Whether `init` is a trained model's folder (or card), not pre-training output or a state dict:
+    its head was trained too, so its untouched self is a model worth keeping."""
+    if init is None or isinstance(init, dict):
+        return False
+    path = Path(init)
+    return (path / "card.json").is_file() or (path.name == "card.json" and path.is_file())
+
+
+def _apply_init(net, state: dict) -> bool:
+    """Load the same-named, same-shaped tensors of `state`; True when they make up the whole net."""
     own = net.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < 0.5 * len(own):  # a few same-shaped head layers by chance are no init
@@ -141,6 +151,7 @@ def _apply_init(net, state: dict) -> None:
                          "and model options")
     net.load_state_dict(usable, strict=False)
     log.info("initialised %d/%d tensors from --init", len(usable), len(own))
+    return len(usable) == len(own)
 
 
 def _loss(out, y, opts, prior, w, rim=None):
@@ -173,8 +184,9 @@ def _val_score(model, val, device, entry: dict) -> float:
 def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data=None):
     rank, world, device = ddp.setup(device)
     net = model.net
+    complete = False
     if init is not None:
-        _apply_init(net, load_init(init))
+        complete = _apply_init(net, load_init(init)) and is_trained_model(init)
         record["init"] = str(init) if not isinstance(init, dict) else "state dict"
     if opts["rim_probe"] and fit_rim_probe(net, train.x, train.y):  # deterministic: resume-safe
         record["rim_probe"] = "rim_skip set to a logistic regression on the training lesions' rim statistics"
@@ -200,9 +212,10 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
                 w.copy_(loaded["w"].to(device))
             state = loaded["state"]
             log.info("resuming after epoch %d", state["epoch"])
-    # a net that starts as the fitted probe is already a model: it competes as epoch 0 (a
-    # randomly initialised one would only win by validation noise, so it does not)
-    if state["epoch"] == 0 and _scorable(val) and record.get("rim_probe"):
+    # a net that starts as a model (the fitted probe, or a whole trained model given as --init:
+    # fine-tuning must be able to keep what it started from) competes as epoch 0; a randomly
+    # initialised or encoder-only one would only win by validation noise, so it does not
+    if state["epoch"] == 0 and _scorable(val) and (record.get("rim_probe") or complete):
         entry = {"epoch": 0}
         state.update(best_score=_val_score(model, val, device, entry), best_epoch=0,
                      best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
