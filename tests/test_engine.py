@@ -146,11 +146,14 @@ def _simulator_patch(lib, amp, th, thr):
     chi_a = sample(chi, grid, acq, order=1, prefilter_mm=acq.zooms)
     lab_a = sample(labels, grid, acq, order=0).astype(np.int32)
     ones = np.ones(chi_a.shape, bool)
-    qsm = physics.tkd(physics.forward_field(chi_a, acq.zooms, (0, 0, 1)), ones, acq.zooms, (0, 0, 1), thr)
-    subj = Subject(id="sim", qsm=qsm, flair=np.zeros_like(qsm), lesions=lab_a, brainmask=ones, affine=aff,
-                   ref_header=None, ref_affine=aff, ornt=None, info={"flair_background": 0.0})
+    field = physics.forward_field(chi_a, acq.zooms, (0, 0, 1))
     les = lesion_table(lab_a, aff)[0]
-    return sample_patch(subj, les, PatchConfig())[0]
+    out = []
+    for vol in (physics.tkd(field, ones, acq.zooms, (0, 0, 1), thr), field):  # QSM patch, local field patch
+        subj = Subject(id="sim", qsm=vol, flair=np.zeros_like(vol), lesions=lab_a, brainmask=ones, affine=aff,
+                       ref_header=None, ref_affine=aff, ornt=None, info={"flair_background": 0.0})
+        out.append(sample_patch(subj, les, PatchConfig())[0])
+    return out
 
 
 @pytest.mark.parametrize("amp,th", [(0.06, 1.5), (0.03, 1.0)])
@@ -174,9 +177,16 @@ def test_engine_and_whole_brain_simulator_agree_on_the_same_lesion(amp, th):
     assert all(eng["meta"]["component"] == lib.index for eng in engs)
     j = FEATURES.index("shell_minus_sur")
     e = float(np.mean([lesion_features(eng["x"][None])[0, j] for eng in engs]))
-    s = lesion_features(_simulator_patch(lib, amp, th, 0.15)[None])[0, j]
+    sim_x, sim_field = _simulator_patch(lib, amp, th, 0.15)
+    s = lesion_features(sim_x[None])[0, j]
     assert s > 0.2 * amp  # the rim is visible at all
     assert abs(e / s - 1) < 0.15, (e, s)
+    # the local field a phase model reads (same units, same B0 axis): the rim's dipole pattern, its
+    # size and its shape, agree too
+    ef = np.mean([eng["field"] for eng in engs], axis=0)
+    f = sim_field[0]
+    assert abs(np.abs(ef).mean() / np.abs(f).mean() - 1) < 0.15, (np.abs(ef).mean(), np.abs(f).mean())
+    assert np.corrcoef(ef.ravel(), f.ravel())[0, 1] > 0.9
 
 
 def test_train_engine_two_tiny_epochs_end_to_end(tmp_path):
