@@ -55,6 +55,12 @@ def head(tmp_path_factory):
     return d, field, files
 
 
+def _ref(field):
+    """The field as loaded: less its median over the brain (the field is 0 outside it)."""
+    inside = field != 0
+    return np.where(inside, field - np.median(field[inside]), 0).astype(np.float32)
+
+
 def _load(phase, files, **kw):
     return load_phase_subject(phase, files["flair"], files["lesions"], files["brainmask"],
                               subject_id="01", **kw)
@@ -87,6 +93,18 @@ def test_hz_and_rad_give_the_same_field_and_patches(head):
     assert PatchConfig.from_dict(cfg.to_dict()) == cfg and "source" not in PatchConfig().to_dict()
 
 
+def test_an_offset_of_the_local_field_does_not_change_the_patches(head):
+    """Background removal leaves the field's offset arbitrary (a few ppb, as large as a lesion's
+    field): a phase patch is read less its median, so an offset inside the brain changes nothing."""
+    d, field, files = head
+    brain = field != 0
+    cfg = PatchConfig(size=12, source="phase")
+    p0 = extract_patches(_load(_save(field, d / "f_off0.nii.gz"), files), cfg)
+    p1 = extract_patches(_load(_save(field + 0.006 * brain, d / "f_off1.nii.gz"), files), cfg)
+    np.testing.assert_allclose(p1.x, p0.x, atol=1e-6)
+    assert np.abs(np.median(p0.x[:, 0].reshape(len(p0), -1), axis=1)).max() < 2e-3
+
+
 def test_qsm_model_patches_refuse_a_phase_only_subject(head):
     d, field, files = head
     s = _load(_save(field, d / "f_only.nii.gz"), files)
@@ -100,7 +118,7 @@ def test_phase_beside_qsm_keeps_the_qsm(head):
                            files["brainmask"], qsm=files["qsm"], subject_id="01")
     q = np.asarray(nib.load(str(files["qsm"])).dataobj)
     np.testing.assert_allclose(s.qsm, q)  # RAS input: canonical is the stored array
-    np.testing.assert_allclose(s.local_field, field, atol=1e-6)
+    np.testing.assert_allclose(s.local_field, _ref(field), atol=1e-6)
     assert s.paths["phase"].endswith("f_q.nii.gz") and "qsm" in s.paths
 
 
@@ -111,10 +129,10 @@ def test_sign_flipped_map_is_detected_and_flipped_back(head, caplog):
     v = detect_sign(-field, brain, (1, 1, 1))
     assert v.sign == -1 and v.confidence >= 0.4
     s = _load(_save(-field, d / "f_neg.nii.gz"), files)
-    np.testing.assert_allclose(s.local_field, field, atol=1e-6)
+    np.testing.assert_allclose(s.local_field, _ref(field), atol=1e-6)
     assert s.info["phase"]["sign_used"] == -1 and any("inverted" in w for w in s.warnings)
     kept = _load(d / "f_neg.nii.gz", files, phase_sign="+1")
-    np.testing.assert_allclose(kept.local_field, -field, atol=1e-6)
+    np.testing.assert_allclose(kept.local_field, -_ref(field), atol=1e-6)
     assert any("look opposite" in w for w in kept.warnings)
 
 
@@ -162,10 +180,10 @@ def test_sidecar_gives_te_field_and_units_and_flags_override_it(head):
     (d / "sub-01_part-phase_T2starw.json").write_text(json.dumps(
         {"EchoTime": TE_MS / 1000, "MagneticFieldStrength": B0_T, "Units": "rad"}))
     s = _load(p, files)
-    np.testing.assert_allclose(s.local_field, field, atol=1e-6)
+    np.testing.assert_allclose(s.local_field, _ref(field), atol=1e-6)
     assert s.info["phase"]["units"] == "rad" and s.info["phase"]["te_ms"] == pytest.approx(TE_MS)
     s2 = _load(p, files, te_ms=2 * TE_MS)
-    np.testing.assert_allclose(s2.local_field, field / 2, atol=1e-6)
+    np.testing.assert_allclose(s2.local_field, _ref(field) / 2, atol=1e-6)
 
 
 def test_missing_echo_time_and_bad_units_are_one_line_errors(head):

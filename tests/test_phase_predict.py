@@ -208,7 +208,9 @@ def test_train_engine_source_phase_swaps_channel_0_and_records_it(tmp_path):
 
     batch = render_batch(EngineConfig(donors=["patient01"]), 3, 0, 2)
     chunk = as_chunk(batch, 3, 0, "phase")
-    np.testing.assert_array_equal(chunk.data.x[:, 0], batch.field)
+    from rimscope.patches.sampling import reference_field
+
+    np.testing.assert_array_equal(chunk.data.x[:, 0], np.stack([reference_field(f) for f in batch.field]))
     np.testing.assert_array_equal(chunk.data.x[:, 1:], batch.x[:, 1:])
     assert not np.array_equal(batch.x[:, 0], batch.field)
     conf = tmp_path / "engine.json"
@@ -220,6 +222,7 @@ def test_train_engine_source_phase_swaps_channel_0_and_records_it(tmp_path):
     card = read_card(out / "card.json")
     assert card.patch.source == "phase" and json.loads((out / "card.json").read_text())["training"]["source"] == "phase"
     assert load_model(out).patch_config.source == "phase"
+    assert json.loads((out / "card.json").read_text())["training"]["options"]["offset_ppm"] == 0.0  # no offset jitter
 
 
 def test_transfer_scores_a_phase_model_on_simulated_cohorts(case, tmp_path):

@@ -190,6 +190,18 @@ def load_inputs(paths: dict, use_phase: bool | None = None, phase_options: dict 
     return load_subject(**paths, **kw)
 
 
+def reference_brain(field: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, float]:
+    """The field less its median over the brain (voxels outside stay as given), and that median.
+    Background removal leaves a local field's offset arbitrary; each patch is referenced again to
+    its own median (patches.sampling.reference_field), this first step makes an offset of the
+    whole map vanish before any interpolation mixes brain and background voxels."""
+    inside = brain & (field != 0)
+    if not inside.any():
+        return field, 0.0
+    med = float(np.median(field[inside]))
+    return np.where(inside, field - np.float32(med), field).astype(np.float32, copy=False), med
+
+
 def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_id=None,
                        qsm_units: str = "ppm", phase_units: str | None = None,
                        te_ms: float | None = None, field_t: float | None = None,
@@ -226,8 +238,10 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
             field = resample_to(field, img.affine, ref_shape, subject.ref_affine, order=1)
             warnings.append("phase: grid differs from the QSM; resampled (linear) onto the QSM grid")
         subject.local_field = apply_ornt(field, subject.ornt).astype(np.float32, copy=False)
+    subject.local_field, offset = reference_brain(subject.local_field, subject.brainmask)
     subject.local_field, record, sign_warn = apply_sign(subject, subject.local_field, phase_sign,
                                                         name, b0_dir)
+    record["offset_removed_ppm"] = round(offset, 6)
     warnings += sign_warn
     if phase_filtered:
         warnings.append("phase: high-pass filtered (--phase-filtered): values are not a local "

@@ -16,7 +16,7 @@ from .sampling import CHANNELS, PatchConfig, PatchSet, extract_patches
 
 log = logging.getLogger("rimscope")
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: phase patches are referenced to their median
 
 
 class PatchCache:

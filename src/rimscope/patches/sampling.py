@@ -194,8 +194,22 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
     if sampled_mm3 < 0.8 * lesion.volume_mm3 and lesion.volume_mm3 > 8 * config.spacing_mm ** 3:
         flags.append("exceeds_patch")
     sdist = _signed_distance_clipped(mask, config.spacing_mm)
+    if config.source == "phase":
+        qsm = reference_field(qsm)
     x = np.stack([qsm, flair, mask.astype(np.float32), sdist]).astype(np.float32, copy=False)
     return x, flags
+
+
+def reference_field(patch: np.ndarray) -> np.ndarray:
+    """A local field patch less its median over the voxels that hold field (outside the brain and
+    the field of view stay 0). Background removal leaves a field's offset arbitrary (it depends on
+    the method and the mask), and the offset is as large as a lesion's own field (a few ppb), so a
+    phase model reads the field relative to its neighbourhood. Train (the engine's field patches)
+    and predict (sample_patch) call this one function."""
+    held = patch != 0
+    if not held.any():
+        return patch
+    return (patch - np.float32(np.median(patch[held])) * held).astype(np.float32, copy=False)
 
 
 def extract_patches(subject: Subject, config: PatchConfig | None = None, lesion_ids=None,

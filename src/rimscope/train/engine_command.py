@@ -88,6 +88,8 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
     config = load_engine_config(engine or None)
     if bool(val_cohort) != bool(val_labels):
         raise InputError("--val-cohort and --val-labels go together")
+    if source == "phase":  # the field is read less its patch median; an offset jitter would undo that
+        options = {"offset_ppm": 0.0, **(options or {})}
     options, device = start_run(options, None, parse_training_options, model, threads, device)
     out = Path(out)
     val = None

@@ -40,11 +40,15 @@ class EngineChunk:
 
 def with_source(batch: EngineBatch, source: str, copy: bool = True) -> np.ndarray:
     """The batch's patches as training reads them: for a phase model, channel 0 is the local
-    field (ppm) instead of QSM, on the same patch grid."""
+    field (ppm, less its patch median: patches.sampling.reference_field, as predict reads it)
+    instead of QSM, on the same patch grid."""
     if source != "phase":
         return batch.x
+    from ..patches.sampling import reference_field
+
     x = batch.x.copy() if copy else batch.x
-    x[:, 0] = batch.field
+    for i, f in enumerate(batch.field):
+        x[i, 0] = reference_field(f)
     return x
 
 
