@@ -130,7 +130,7 @@ def test_sigterm_from_outside(setup, tmp_path):
 def test_sigterm_inside_a_finalizer_still_terminates(capsys):
     """A SIGTERM landing in a __del__ (nibabel has some) is not lost as 'Exception ignored': it
     is raised again once the finalizer is done."""
-    from rimscope.runtime import Terminated, sigterm_as_interrupt
+    from rimscope.cli import Terminated, sigterm_as_interrupt
 
     class Finalised:
         def __del__(self):
@@ -151,7 +151,8 @@ def test_an_interrupt_inside_the_temp_clean_up_still_leaves_no_temp(tmp_path, mo
     """The CI case: a SIGTERM from outside landed inside atomic_path's own clean-up, after the body
     had raised, and the temp file stayed. Whatever bytecode it lands on, the temp goes."""
     from rimscope import runtime
-    from rimscope.runtime import Terminated, atomic_path, sigterm_as_interrupt
+    from rimscope.cli import Terminated, sigterm_as_interrupt
+    from rimscope.runtime import atomic_path
 
     real_unlink, calls = os.unlink, []
 
@@ -174,7 +175,7 @@ def test_an_interrupt_inside_the_temp_clean_up_still_leaves_no_temp(tmp_path, mo
 def test_a_signal_during_temp_creation_is_held_until_the_temp_is_known(tmp_path):
     """SIGTERM sent while the temp file is being made is delivered after it is registered."""
     from rimscope import runtime
-    from rimscope.runtime import Terminated, sigterm_as_interrupt
+    from rimscope.cli import Terminated, sigterm_as_interrupt
 
     real_mkstemp = runtime.tempfile.mkstemp
 

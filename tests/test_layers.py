@@ -19,7 +19,7 @@ PKG = SRC / "rimscope"
 STAGES = [
     {"errors"},  # ground floor: the one user-error type...
     {"runtime", "metrics", "commands", "weights", "flags"},  # ...logging, atomic writes, metrics, shipped weights
-    {"grids"},  # voxel grids, orientation, resampling
+    {"grids", "dipole"},  # voxel grids, orientation, resampling; the dipole kernel and TKD (array physics)
     {"lesions", "lesion_maps"},  # label images as arrays: components, geometry, rim regions (io numbers
     # masks with it); which label maps are one id per lesion (io reads lesion maps with it)
     {"io", "rim_measures", "phase_sign"},  # load, validate, canonicalise, write back; rim quantities

@@ -122,17 +122,26 @@ def test_wrapped_and_magnitude_phase_exit_2_with_one_line(case, capsys, key, wor
     assert not (case[0] / f"o_{key}").exists()
 
 
-def test_qsm_model_refuses_phase_only_input(case, capsys):
-    capsys.readouterr()
-    assert _predict(case, "o_qsm_model", "ppm", "-m", "default", model=False) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "-m phase-default" in err and "--qsm" in err
-    assert "f_ppm.nii.gz" in err and not (case[0] / "o_qsm_model").exists()
-    from rimscope.weights import shipped
+def test_phase_only_input_is_rated_by_the_qsm_model_through_its_tkd_inversion(case, capsys):
+    """No -m, phase only: the shipped QSM model reads the TKD inversion of the field, the same calls
+    as giving that inversion as --qsm, and the run says how its QSM was made."""
+    from rimscope.phase import QSM_TKD_THRESHOLD, load_phase_subject
 
-    if "phase-default" not in shipped():  # no -m and no phase model shipped: say what to give
-        assert _predict(case, "o_no_model", "ppm", model=False) == 2
-        assert "-m FOLDER" in capsys.readouterr().err
+    d, f, _ = case
+    assert _predict(case, "o_qsm_model", "ppm", model=False) == 0
+    rec = _record(case, "o_qsm_model")
+    assert rec["model"]["source"] == "qsm"
+    assert rec["phase"]["01"]["qsm_from_phase"] == {"method": "tkd", "threshold": QSM_TKD_THRESHOLD,
+                                                     "b0_dir": [0.0, 0.0, 1.0]}
+    s = load_phase_subject(f["ppm"], f["flair"], f["lesions"], f["brainmask"], subject_id="01",
+                           qsm_from_phase=True)
+    assert np.abs(s.qsm).max() > 0.02  # a susceptibility map, not the (weaker) field
+    tkd_qsm = _save(s.qsm, d / "tkd_qsm.nii.gz")  # RAS: the canonical grid is the stored one
+    base = ["predict", "-q", "--flair", f["flair"], "--lesions", f["lesions"], "--brainmask", f["brainmask"],
+            "--subject", "01", "-d", "cpu"]
+    assert main(base + ["--qsm", tkd_qsm, "-o", str(d / "o_tkd_given")]) == 0
+    np.testing.assert_allclose(_probs(case, "o_qsm_model"), _probs(case, "o_tkd_given"), atol=1e-5)
+    assert "phase" not in _record(case, "o_tkd_given")
 
 
 def test_phase_model_refuses_a_qsm_only_subject_and_qsm_wins_without_m(case, capsys):
@@ -231,8 +240,18 @@ def test_transfer_scores_a_phase_model_on_simulated_cohorts(case, tmp_path):
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(TINY))
-    res = TB.transfer(tmp_path / "b", models={"ph": case[2]}, presets="default", subjects=1, config=cfg,
+    models = {"ph": case[2], "qsm": "default", "from-phase": "default@phase"}
+    res = TB.transfer(tmp_path / "b", models=models, presets="default", subjects=1, config=cfg,
                       n_boot=20, device="cpu", quiet=True, foreign=False)
     c = res["cohorts"][0]
-    assert res["models"][0] == "ph" and c["n_lesions"] > 0
+    assert res["models"][:3] == ["ph", "qsm", "from-phase"] and c["n_lesions"] > 0
     assert np.isfinite(c["metrics"]["ph"]["roc_auc"]) or c["n_rim"] in (0, c["n_lesions"])
+    # the same QSM model on the cohort's QSM and on the TKD of its phase: related, not the same scores
+    from rimscope.evaluate.transfer import make_scorers, score_cohort
+
+    sc = score_cohort(tmp_path / "b" / "cohorts" / "default-seed7000", make_scorers(
+        {"qsm": "default", "from-phase": "default@phase"}), quiet=True)["scores"]
+    assert len(sc["qsm"]) == len(sc["from-phase"]) == c["n_lesions"]
+    assert not np.allclose(sc["qsm"], sc["from-phase"]) and np.corrcoef(sc["qsm"], sc["from-phase"])[0, 1] > 0.3
+    with pytest.raises(Exception, match="@phase"):
+        make_scorers({"x": "default@flair"})

@@ -9,8 +9,11 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import contextlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -107,7 +110,6 @@ def main(argv=None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     from .errors import user_os_error
-    from .runtime import Terminated, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
@@ -141,3 +143,42 @@ def main(argv=None) -> int:
         print(f"rimscope: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
               "traceback and report it)", file=sys.stderr)
         return 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a cluster scheduler sends at its time limit), raised like Ctrl-C so every
+    `finally` runs: temporary files go, finished subjects stay, the CLI exits 143."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises Terminated in the main thread (elsewhere: left as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise Terminated()
+
+    def _unraisable(info):
+        # a SIGTERM that lands inside a finalizer (__del__) cannot propagate: Python would print
+        # "Exception ignored" with a traceback and carry on. Deliver it again, outside the finalizer.
+        if isinstance(info.exc_value, Terminated):
+            signal.setitimer(signal.ITIMER_REAL, 0.01)  # SIGALRM raises it once this hook returns
+            return
+        hook(info)
+
+    hook = sys.unraisablehook
+    previous = signal.signal(signal.SIGTERM, _raise)
+    previous_alarm = signal.signal(signal.SIGALRM, _raise)
+    sys.unraisablehook = _unraisable
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        from .runtime import discard_live_temps
+
+        discard_live_temps()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        sys.unraisablehook = hook

@@ -23,11 +23,20 @@ between neighbours), raw scanner phase (integers spanning ~4096), a magnitude im
 >= 0, median far above 0; also what a field without background removal can look like), and a map
 far too large for a local field in ppm (rad or Hz given as ppm, or no background removal).
 
+Phase only, rated by a QSM model (the shipped default): the local field (less its brain median)
+is inverted to susceptibility by closed-form TKD at threshold 0.2 (rimscope.dipole.tkd), the
+middle of the TKD range the shipped model was trained across on the lesion engine, and that map
+is Subject.qsm (info["phase"]["qsm_from_phase"] says how). A physics step, not a second network:
+a network trained to read the field directly learned nothing within this project's training
+budget (BENCHMARK.md, phase input), while the engine-trained QSM network reads TKD maps by
+construction. A phase model (card patch.source "phase", `rimscope train --engine --source phase`)
+reads the field itself.
+
 Filtered phase (homodyne / SWI-style high-pass) is accepted only when flagged with
 `--phase-filtered`: the filter suppresses the large-scale field and part of a large lesion's own
-field, so the values are not a local field in ppm. A rim is local and may still be seen, but the
-shipped phase model is trained on unfiltered local fields, so such calls are outside its
-validated domain: the flag is recorded in the subject's info (and so in outputs) and warned.
+field, so the values are not a local field in ppm and their inversion is not susceptibility. A
+rim is local and may still be seen, but such calls are outside the validated domain: the flag is
+recorded in the subject's info (and so in outputs) and warned.
 """
 from __future__ import annotations
 
@@ -172,8 +181,9 @@ def check_ppm(field: np.ndarray, units: str, name) -> tuple[float, list]:
 def load_inputs(paths: dict, use_phase: bool | None = None, phase_options: dict | None = None,
                 **kw) -> Subject:
     """A Subject from a cohort entry's inputs ({qsm?, phase?, flair, lesions, brainmask?}): with
-    the phase (load_phase_subject, `phase_options` its keywords) when `use_phase` (None: when
-    there is a phase image), else from the QSM alone (rimscope.io.load_subject)."""
+    the phase (load_phase_subject, `phase_options` its keywords) when `use_phase` (a phase model;
+    None: when there is a phase image), else from the QSM (rimscope.io.load_subject), else, for a
+    QSM model given phase only, with the QSM inverted from the phase (qsm_from_field)."""
     paths = {k: v for k, v in paths.items() if v is not None}
     phase = paths.pop("phase", None)
     if use_phase is None:
@@ -185,9 +195,24 @@ def load_inputs(paths: dict, use_phase: bool | None = None, phase_options: dict 
                              paths.get("qsm"))
         return load_phase_subject(phase, **paths, **(phase_options or {}), **kw)
     if "qsm" not in paths:
-        raise InputError("this model reads QSM and the subject has only a phase image; use "
-                         "-m phase-default (a phase model) or give --qsm", phase)
+        if phase is None:
+            raise InputError("the subject has neither a QSM nor a phase image; give --qsm or --phase",
+                             paths.get("flair"))
+        return load_phase_subject(phase, **paths, **(phase_options or {}), qsm_from_phase=True, **kw)
     return load_subject(**paths, **kw)
+
+
+QSM_TKD_THRESHOLD = 0.2  # the middle of the engine's TKD range (simulate.engine_config), fixed a priori
+
+
+def qsm_from_field(subject: Subject, b0_world=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Susceptibility (ppm) from the subject's local field: TKD inside the brain mask, B0 given in
+    world axes (the patch path's b0_dir) and turned into the array's axes."""
+    from .dipole import tkd
+
+    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)
+    return tkd(subject.local_field, subject.brainmask, subject.zooms, axes / np.linalg.norm(axes),
+               QSM_TKD_THRESHOLD)
 
 
 def reference_brain(field: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, float]:
@@ -206,11 +231,13 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
                        qsm_units: str = "ppm", phase_units: str | None = None,
                        te_ms: float | None = None, field_t: float | None = None,
                        phase_sign="auto", phase_filtered: bool = False,
-                       b0_dir=(0.0, 0.0, 1.0), lesion_label: int | None = None) -> Subject:
+                       b0_dir=(0.0, 0.0, 1.0), lesion_label: int | None = None,
+                       qsm_from_phase: bool = False) -> Subject:
     """rimscope.io.load_subject with a phase image: Subject.local_field holds the local field in
     ppm (canonical RAS, rimscope's sign). With a QSM the QSM grid stays the reference (the phase
     is resampled onto it, linear, with a warning, if on another grid); without one the phase grid
-    is the reference and Subject.qsm is None."""
+    is the reference and Subject.qsm is None, or with `qsm_from_phase` the field's TKD inversion
+    (for a QSM model)."""
     img, name = read_image(phase, "phase")
     raw = finite_float(img.data, "phase", name)
     if not raw.any():
@@ -242,6 +269,10 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
     subject.local_field, record, sign_warn = apply_sign(subject, subject.local_field, phase_sign,
                                                         name, b0_dir)
     record["offset_removed_ppm"] = round(offset, 6)
+    if subject.qsm is None and qsm_from_phase:  # phase only, a QSM model: it reads the field's TKD
+        subject.qsm = qsm_from_field(subject, b0_dir)
+        record["qsm_from_phase"] = {"method": "tkd", "threshold": QSM_TKD_THRESHOLD,
+                                    "b0_dir": [float(v) for v in b0_dir]}
     warnings += sign_warn
     if phase_filtered:
         warnings.append("phase: high-pass filtered (--phase-filtered): values are not a local "

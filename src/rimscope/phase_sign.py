@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sfft
 from scipy import ndimage
 
+from .dipole import tkd
 from .errors import InputError
 
 SIGN_DECIDE = 0.4  # confidence at which `auto` acts on the detected sign
@@ -29,24 +29,6 @@ class SignVerdict:
     sign: int
     score: float
     confidence: float
-
-
-def _tkd(field: np.ndarray, mask: np.ndarray, zooms, b0_axes, threshold: float = 0.2):
-    """Truncated k-space division (rimscope.simulate.physics.tkd, kept here so the ground floor
-    imports no later stage); only the sign of χ's tail is read from it."""
-    pshape = [sfft.next_fast_len(int(np.ceil(n * 1.25)), real=True) for n in field.shape]
-    freqs = [np.fft.fftfreq(n, d=z) for n, z in zip(pshape[:2], zooms[:2])]
-    ks = np.meshgrid(*freqs, np.fft.rfftfreq(pshape[2], d=zooms[2]), indexing="ij", sparse=True)
-    kb = sum(k * np.float32(b) for k, b in zip(ks, b0_axes))
-    k2 = ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = (1 / 3 - kb * kb / k2).astype(np.float32)
-    d[0, 0, 0] = 0
-    inv = np.where(np.abs(d) > threshold, 1 / np.where(d == 0, 1, d), np.sign(d) / threshold)
-    inv[0, 0, 0] = 0
-    spec = sfft.rfftn((field * mask).astype(np.float32), s=pshape, workers=2)
-    chi = sfft.irfftn(spec * inv.astype(np.float32), s=pshape, workers=2)
-    return chi[tuple(slice(0, n) for n in field.shape)] * mask
 
 
 def _halve(f: np.ndarray, m: np.ndarray, zooms):
@@ -84,7 +66,7 @@ def _verdict(f: np.ndarray, m: np.ndarray, zooms, b0_axes) -> SignVerdict:
     sigma = 8.0 / np.asarray(zooms, float)
     mf = m.astype(np.float32)
     smooth = ndimage.gaussian_filter(f * mf, sigma) / np.maximum(ndimage.gaussian_filter(mf, sigma), 1e-3)
-    chi = _tkd((f - smooth) * mf, mf, zooms, np.asarray(b0_axes, float) / np.linalg.norm(b0_axes))
+    chi = tkd((f - smooth) * mf, mf, zooms, np.asarray(b0_axes, float) / np.linalg.norm(b0_axes), 0.2)
     core = ndimage.distance_transform_edt(m, sampling=zooms) > 3.0
     if core.sum() < 1000:
         core = m

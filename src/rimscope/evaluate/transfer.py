@@ -53,10 +53,12 @@ class Scorer:
     patch: object  # PatchConfig
     source: str = ""
     info: dict = field(default_factory=dict)
+    reads: str = "qsm"  # "phase": fed the cohort's phase only (a QSM model then reads its TKD inversion)
 
 
 def make_scorers(models: dict, device: str = "cpu") -> list[Scorer]:
-    """{name: folder | shipped name} -> scorers, then the two rules (rim-contrast, RULE)."""
+    """{name: folder | shipped name, with "@phase" to feed it the cohort's phase only} -> scorers,
+    then the two rules (rim-contrast, RULE)."""
     from ..models.card import load_model, sha256_file
     from ..models.registry import build
     from ..patches import PatchConfig
@@ -64,11 +66,18 @@ def make_scorers(models: dict, device: str = "cpu") -> list[Scorer]:
 
     out = []
     for name, src in models.items():
-        path = shipped().get(str(src), Path(src))
+        src, _, reads = str(src).partition("@")
+        if reads not in ("", "phase"):
+            from ..errors import InputError
+
+            raise InputError(f"--models {name}={src}@{reads}: the only input suffix is @phase")
+        path = shipped().get(src, Path(src))
         m = load_model(path, device=device)
         card = path / "card.json" if Path(path).is_dir() else Path(path)
         out.append(Scorer(name, lambda x, m=m: m.predict_proba(x, device=device), float(m.threshold), True,
-                          m.patch_config, str(path), {"model": m.name, "card_sha256": sha256_file(card)}))
+                          m.patch_config, str(path), {"model": m.name, "card_sha256": sha256_file(card),
+                                                      **({"reads": "phase"} if reads else {})},
+                          reads or "qsm"))
     rc = build("rim-contrast")
     out.append(Scorer("rim-contrast", rc.predict_proba, float(rc.threshold), True, PatchConfig(), "built-in",
                       {"map": "prior (no fitting)"}))
@@ -111,9 +120,12 @@ def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = 
         ids = None
         for s in scorers:
             pc = s.patch if b0 is None else replace(s.patch, b0_dir=b0)  # a phase model keeps its source
-            if pc not in by_config:
-                by_config[pc] = subject_patches(entry, pc, cache)
-            ps = by_config[pc]
+            if (pc, s.reads) not in by_config:
+                fed = replace(entry, qsm=None) if s.reads == "phase" else entry
+                reads_phase = s.reads == "phase" or pc.source == "phase"  # B0 for the sign check and TKD
+                by_config[(pc, s.reads)] = subject_patches(
+                    fed, pc, cache, phase_options={"b0_dir": b0} if reads_phase and b0 is not None else None)
+            ps = by_config[(pc, s.reads)]
             keep = [i for i, lid in enumerate(ps.ids) if (entry.subject, int(lid)) in truth]
             if ids is None:  # every patch geometry lists the lesions in the same order
                 ids = [int(ps.ids[i]) for i in keep]

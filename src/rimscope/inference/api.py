@@ -1,5 +1,5 @@
-"""The Python API of prediction: which model (`resolve_model_card`, `model_for_inputs`: the
-input given picks it), one loaded subject to its lesion rows (`rate_subject`, the single path
+"""The Python API of prediction: which model (`resolve_model_card`; a phase-only subject is read
+by the QSM model through the TKD inversion of its field, rimscope.phase), one loaded subject to its lesion rows (`rate_subject`, the single path
 from patches to probabilities), and `predict_subject` (what `rimscope.predict` calls, returning
 a `PredictResult`).
 """
@@ -15,9 +15,6 @@ from ..io import Subject
 from ..patches import extract_patches
 from ..phase import load_inputs
 from ..runtime import resolve_device
-
-PHASE_MODEL = "phase-default"  # the shipped phase model's name (when shipped)
-
 
 def resolve_model_card(model=None, device: str = "cpu"):
     """(model, card or None). `model`: None → the shipped default; a name of a shipped model; a
@@ -44,30 +41,10 @@ def resolve_model(model=None, device: str = "cpu"):
     return resolve_model_card(model, device)[0]
 
 
-def model_for_inputs(model, entries) -> str | Path | None:
-    """The model to load for these subjects: `model` when given; else the shipped default (QSM)
-    when every subject has a QSM, the shipped phase model when some have phase only."""
-    if model is not None:
-        return model
-    only = [e for e in entries if getattr(e, "qsm", None) is None]
-    if not only:
-        return None
-    from ..weights import shipped
-
-    if PHASE_MODEL not in shipped():
-        raise InputError(f"subject {only[0].subject} has phase only and this version ships no phase "
-                         f"model ({PHASE_MODEL}); give -m FOLDER of a phase model (rimscope train "
-                         "--engine --source phase) or give --qsm", only[0].phase)
-    return PHASE_MODEL
-
-
 def check_inputs(net, entries) -> None:
     """Refuse, before any work, subjects that lack the image the model reads (its patch.source)."""
     source = net.patch_config.source
     for e in entries:
-        if source == "qsm" and e.qsm is None:
-            raise InputError(f"model {net.name} reads QSM and subject {e.subject} has only a phase "
-                             f"image; use -m {PHASE_MODEL} (a phase model) or give --qsm", e.phase)
         if source == "phase" and getattr(e, "phase", None) is None:
             raise InputError(f"model {net.name} reads phase (local field) and subject {e.subject} has "
                              "none; give --phase (or a manifest column phase) or a QSM model "
@@ -166,7 +143,7 @@ def predict_subject(qsm=None, flair=None, lesions=None, model=None, brainmask=No
         raise InputError("give qsm (and/or phase), flair and lesions")
     device = resolve_device(device)
     entry = SimpleNamespace(subject=subject_id or "subject", qsm=qsm, phase=phase)
-    model = resolve_model(model_for_inputs(model, [entry]), device)
+    model = resolve_model(model, device)
     check_inputs(model, [entry])
     paths = {"qsm": qsm, "phase": phase, "flair": flair, "lesions": lesions, "brainmask": brainmask}
     subject = load_inputs(paths, model.patch_config.source == "phase",

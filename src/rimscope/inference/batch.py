@@ -31,7 +31,7 @@ class BatchOptions:
     b0_dir: tuple | None = None  # B0 direction in world coordinates (None: scanner z)
     quiet: bool = False  # no progress bar
     lesion_label: int | None = None  # lesion maps are label maps: this label is the lesion mask
-    phase: dict | None = None  # a phase model's rimscope.phase options (None: QSM is read)
+    phase: dict | None = None  # rimscope.phase options when a phase is read (None: QSM only)
 
     def stamped(self) -> dict:
         """The options a finished subject's stamp records (a change redoes the subject)."""
@@ -84,7 +84,7 @@ def run_batch(entries: list[SubjectEntry], out: Path, model, device: str,
             continue
         t0 = time.perf_counter()
         try:
-            subject = load_inputs(entry.inputs(), options.phase is not None, options.phase,
+            subject = load_inputs(entry.inputs(), model.patch_config.source == "phase", options.phase,
                                   subject_id=entry.subject, qsm_units=options.qsm_units,
                                   lesion_label=options.lesion_label)
             rows, rims = rate_subject_rims(subject, model, device, options.b0_dir)

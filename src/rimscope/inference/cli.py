@@ -16,7 +16,7 @@ from ..cohort import discover
 from ..errors import InputError
 from ..flags import add_input, add_output
 from ..runtime import resolve_device, versions, write_json_atomic
-from .api import check_inputs, model_for_inputs, phase_options, resolve_model_card
+from .api import check_inputs, phase_options, resolve_model_card
 from .batch import BatchOptions, run_batch
 from .batch import shard as batch_shard
 from .outputs import summary_rows, write_description, write_summary
@@ -113,8 +113,8 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
     summary under "summary"). A subject with a discovery problem is a failure; the others run.
     `summary=False` (the BIDS App participant level) leaves summary.tsv to the group level.
     "nothing_written" when no subject succeeded, in which case OUT is left as it was. The input
-    picks the model (api.model_for_inputs): phase only -> the phase model; a model must read
-    what the subjects have (api.check_inputs)."""
+    picks nothing: the shipped QSM model reads a phase-only subject's TKD inversion of its field
+    (rimscope.phase); a phase model (-m) needs a phase image for every subject (api.check_inputs)."""
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc)
@@ -123,11 +123,12 @@ def predict_cohort(*, output, input=None, model=None, device: str = "auto", repo
                                    subject=subject, session=session, subjects=subjects, sessions=sessions,
                                    problems=problems, phase=phase), shard)
     device = resolve_device(device)
-    net, card = resolve_model_card(model_for_inputs(model, entries), device)
+    net, card = resolve_model_card(model, device)
     check_inputs(net, entries)
     out = Path(output)
+    reads_phase = net.patch_config.source == "phase" or any(e.qsm is None for e in entries)
     phase_opts = (phase_options(phase_units, te_ms, field_t, phase_sign, phase_filtered, b0_dir)
-                  if net.patch_config.source == "phase" else None)
+                  if reads_phase else None)
     sha = card.weights_sha256 if card else None
     options = BatchOptions(report=report, qsm_units=qsm_units, b0_dir=tuple(b0_dir) if b0_dir else None,
                            lesion_label=lesion_label, quiet=quiet, phase=phase_opts)

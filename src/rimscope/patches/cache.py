@@ -16,7 +16,7 @@ from .sampling import CHANNELS, PatchConfig, PatchSet, extract_patches
 
 log = logging.getLogger("rimscope")
 
-CACHE_VERSION = 3  # 3: phase patches are referenced to their median
+CACHE_VERSION = 3  # 3: phase patches referenced to their median; QSM from phase
 
 
 class PatchCache:
@@ -81,34 +81,34 @@ class PatchCache:
 def subject_patches(entry, config: PatchConfig | None = None, cache: PatchCache | None = None,
                     qsm_units: str = "ppm", quiet: bool = True, phase_options: dict | None = None) -> PatchSet:
     """Patches of a cohort entry (see rimscope.cohort.SubjectEntry), through the cache if given.
-    A phase model (config.source "phase") reads entry.phase with rimscope.phase's options."""
-    from ..io import load_subject
+    A phase model (config.source "phase") reads entry.phase with rimscope.phase's options; a QSM
+    model given a phase-only entry reads the TKD inversion of its field (rimscope.phase.load_inputs)."""
+    from ..phase import load_inputs
 
     config = config or PatchConfig()
-    paths = entry.paths()
-    if config.source == "phase":
-        paths = {**{k: v for k, v in paths.items() if v is not None},
-                 "phase": getattr(entry, "phase", None)}
-        if paths["phase"] is None:
-            raise InputError(f"subject {entry.subject} has no phase image, which this model reads; "
-                             "add a phase column to the manifest")
+    paths = {k: v for k, v in entry.paths().items() if v is not None}
+    phase = getattr(entry, "phase", None)
+    if config.source == "phase" and phase is None:
+        raise InputError(f"subject {entry.subject} has no phase image, which this model reads; "
+                         "add a phase column to the manifest")
+    if config.source == "phase" or "qsm" not in paths:  # the phase is read (QSM from phase: no qsm)
+        paths["phase"] = phase
     key = None
     if cache is not None:
         try:
+            from ..phase import QSM_TKD_THRESHOLD
+
             key = cache.key(paths, config, {"qsm_units": qsm_units, "subject": entry.subject,
-                                            **({"phase": phase_options} if phase_options else {})})
-        except OSError:  # a missing file: load_subject below says which, in one line
+                                            **({"phase": phase_options} if phase_options else {}),
+                                            **({"qsm_from_phase": QSM_TKD_THRESHOLD}
+                                               if "qsm" not in paths else {})})
+        except OSError:  # a missing file: the loader below says which, in one line
             key = None
         hit = cache.get(key, config) if key else None
         if hit is not None:
             return hit
-    if config.source == "phase":
-        from ..phase import load_phase_subject
-
-        subject = load_phase_subject(subject_id=entry.subject, qsm_units=qsm_units,
-                                     **(phase_options or {}), **paths)
-    else:
-        subject = load_subject(subject_id=entry.subject, qsm_units=qsm_units, **paths)
+    subject = load_inputs(paths, config.source == "phase", phase_options, subject_id=entry.subject,
+                          qsm_units=qsm_units)
     ps = extract_patches(subject, config, quiet=quiet)
     if key is not None:
         cache.put(key, ps)
