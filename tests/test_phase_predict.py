@@ -128,7 +128,8 @@ def test_phase_only_input_is_rated_by_the_qsm_model_through_its_tkd_inversion(ca
     from rimscope.phase import QSM_TKD_THRESHOLD, load_phase_subject
 
     d, f, _ = case
-    assert _predict(case, "o_qsm_model", "ppm", model=False) == 0
+    assert _predict(case, "o_qsm_model", "ppm", "--report", model=False) == 0
+    assert "QSM (TKD 0.2 of the phase" in report_path(d / "o_qsm_model", "01").read_text()
     rec = _record(case, "o_qsm_model")
     assert rec["model"]["source"] == "qsm"
     assert rec["phase"]["01"]["qsm_from_phase"] == {"method": "tkd", "threshold": QSM_TKD_THRESHOLD,

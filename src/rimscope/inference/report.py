@@ -271,7 +271,9 @@ def write_report(subject: Subject, rows: list[dict], path, model=None,
     cards = "".join(_card(rank, r, table[r["lesion_id"]], lesion_views(subject, table[r["lesion_id"]], rim_mask),
                           threshold, model_name, ROWS if qsm else FIELD_ROWS)
                     for rank, r in enumerate(ranked, start=1))
-    sus = "QSM" if qsm else "local field"
+    made = subject.info.get("phase", {}).get("qsm_from_phase")
+    sus = ("QSM" + (f" (TKD {made['threshold']} of the phase, what the model read)" if made else "")
+           if qsm else "local field")
     n_rim = sum(r["rim"] for r in rows)
     thr = f"{threshold:.3f}" if threshold is not None else "n/a"
     rim_toggle = ('<label><input type="checkbox" id="t-rim" checked> rim voxels '
