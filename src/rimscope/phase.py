@@ -276,7 +276,7 @@ def load_phase_subject(phase, flair, lesions, brainmask=None, qsm=None, subject_
     warnings += sign_warn
     if phase_filtered:
         warnings.append("phase: high-pass filtered (--phase-filtered): values are not a local "
-                        "field in ppm; calls are outside the phase model's validated domain")
+                        "field in ppm; calls are outside the validated domain")
     subject.paths["phase"] = name
     subject.info["phase"] = {**acq, "robust_range_ppm": round(rng, 5),
                              "filtered": bool(phase_filtered), **record}

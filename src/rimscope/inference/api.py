@@ -133,8 +133,8 @@ def predict_subject(qsm=None, flair=None, lesions=None, model=None, brainmask=No
     """Python API: rate every lesion of one subject (paths or nibabel images) → PredictResult
     (`.table`, `.records`, `.images`, `.warnings`; iterable over the lesion dicts). `lesion_label`
     takes one label of a label map as the lesion mask (e.g. 99 for SAMSEG). With `phase` (a local
-    field map; units, sign: rimscope.phase) and no QSM, the phase model is used; a model reads
-    what its card's patch.source names."""
+    field map; units, sign: rimscope.phase) and no QSM, a QSM model reads the TKD inversion of the
+    field; a phase model (card patch.source "phase") reads the field itself."""
     from types import SimpleNamespace
 
     from .outputs import images

@@ -55,7 +55,8 @@ def add_phase_arguments(p, single: bool = True) -> None:
     """The phase input options (rimscope.phase), for one subject and for cohorts (column phase)."""
     if single:
         p.add_argument("--phase", help="single subject: unwrapped, background-removed phase (local "
-                       "field), with or instead of --qsm; without --qsm the phase model is used")
+                       "field), with or instead of --qsm; without --qsm the model reads its TKD inversion "
+                       "(a phase model, -m, reads the field)")
     p.add_argument("--phase-units", choices=("ppm", "hz", "rad"), default=None,
                    help="units of the phase maps (default: the sidecar's Units, else ppm)")
     p.add_argument("--te-ms", type=float, default=None, help="echo time of a phase in rad (ms; "
