@@ -50,7 +50,7 @@ import numpy as np
 from .errors import InputError
 from .grids import apply_ornt, boxes_overlap, resample_to
 from .io import Subject, finite_float, guess_subject_id, load_subject, read_image
-from .phase_sign import SignVerdict, apply_sign, detect_sign  # noqa: F401 (re-exported)
+from .phase_sign import SignVerdict, apply_sign, array_b0, detect_sign  # noqa: F401 (re-exported)
 
 log = logging.getLogger("rimscope")
 
@@ -210,8 +210,7 @@ def qsm_from_field(subject: Subject, b0_world=(0.0, 0.0, 1.0)) -> np.ndarray:
     world axes (the patch path's b0_dir) and turned into the array's axes."""
     from .dipole import tkd
 
-    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)
-    return tkd(subject.local_field, subject.brainmask, subject.zooms, axes / np.linalg.norm(axes),
+    return tkd(subject.local_field, subject.brainmask, subject.zooms, array_b0(subject, b0_world),
                QSM_TKD_THRESHOLD)
 
 

@@ -82,12 +82,17 @@ def _verdict(f: np.ndarray, m: np.ndarray, zooms, b0_axes) -> SignVerdict:
     return SignVerdict(sign, round(score, 4), round(conf, 3))
 
 
+def array_b0(subject, b0_world=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """B0, given in world axes, as a unit vector in the subject's array axes (what TKD needs)."""
+    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)
+    return axes / np.linalg.norm(axes)
+
+
 def apply_sign(subject, field: np.ndarray, phase_sign, name, b0_world=(0.0, 0.0, 1.0)):
     """(field in rimscope's sign, record, warnings) after the data's own verdict (module doc)."""
     if str(phase_sign) not in ("auto", "1", "+1", "-1"):
         raise InputError(f"--phase-sign {phase_sign!r} is not auto, +1 or -1", name)
-    axes = (subject.affine[:3, :3] / subject.zooms).T @ np.asarray(b0_world, float)  # B0 in array axes
-    v = detect_sign(field, subject.brainmask, subject.zooms, axes)
+    v = detect_sign(field, subject.brainmask, subject.zooms, array_b0(subject, b0_world))
     warnings = []
     if str(phase_sign) == "auto":
         used = -1 if v.sign == -1 else 1
