@@ -6,10 +6,10 @@ chosen, so `rimscope validate` never pays for importing torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import logging
-import contextlib
 import os
 import signal
 import sys

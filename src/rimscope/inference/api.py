@@ -1,7 +1,7 @@
 """The Python API of prediction: which model (`resolve_model_card`; a phase-only subject is read
-by the QSM model through the TKD inversion of its field, rimscope.phase), one loaded subject to its lesion rows (`rate_subject`, the single path
-from patches to probabilities), and `predict_subject` (what `rimscope.predict` calls, returning
-a `PredictResult`).
+by the QSM model through the TKD inversion of its field, rimscope.phase), one loaded subject to
+its lesion rows (`rate_subject`, the single path from patches to probabilities), and
+`predict_subject` (what `rimscope.predict` calls, returning a `PredictResult`).
 """
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ def subject_patches(entry, config: PatchConfig | None = None, cache: PatchCache 
     """Patches of a cohort entry (see rimscope.cohort.SubjectEntry), through the cache if given.
     A phase model (config.source "phase") reads entry.phase with rimscope.phase's options; a QSM
     model given a phase-only entry reads the TKD inversion of its field (rimscope.phase.load_inputs)."""
-    from ..phase import load_inputs
+    from ..phase import QSM_TKD_THRESHOLD, load_inputs
 
     config = config or PatchConfig()
     paths = {k: v for k, v in entry.paths().items() if v is not None}
@@ -96,8 +96,6 @@ def subject_patches(entry, config: PatchConfig | None = None, cache: PatchCache 
     key = None
     if cache is not None:
         try:
-            from ..phase import QSM_TKD_THRESHOLD
-
             key = cache.key(paths, config, {"qsm_units": qsm_units, "subject": entry.subject,
                                             **({"phase": phase_options} if phase_options else {}),
                                             **({"qsm_from_phase": QSM_TKD_THRESHOLD}
