@@ -172,26 +172,46 @@ def test_an_interrupt_inside_the_temp_clean_up_still_leaves_no_temp(tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_signal_during_temp_creation_is_held_until_the_temp_is_known(tmp_path):
-    """SIGTERM sent while the temp file is being made is delivered after it is registered."""
+def test_a_signal_the_moment_the_temp_file_exists_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM landing right after the temp file is created: its name was registered first.
+
+    The signal is sent to the process, so any thread may take it (CI runs this after tests that
+    leave torch threads): nothing here may rely on which thread's mask holds it."""
     from rimscope import runtime
     from rimscope.cli import Terminated, sigterm_as_interrupt
 
-    real_mkstemp = runtime.tempfile.mkstemp
+    real_open = os.open
 
-    def mkstemp_signalled(*a, **k):
-        made = real_mkstemp(*a, **k)
-        os.kill(os.getpid(), signal.SIGTERM)  # lands once the file exists, before its name is known
-        return made
+    def open_signalled(file, flags, *a, **k):
+        fd = real_open(file, flags, *a, **k)
+        if str(file).endswith("-b.tsv"):
+            os.kill(os.getpid(), signal.SIGTERM)  # lands once the file exists
+        return fd
 
-    runtime.tempfile.mkstemp = mkstemp_signalled
-    try:
-        with pytest.raises(Terminated):
-            with sigterm_as_interrupt():
-                with runtime.atomic_path(tmp_path / "b.tsv") as tmp:
-                    for _ in range(10**6):  # the held signal is delivered here at the latest
-                        pass
-                    tmp.write_text("never")
-    finally:
-        runtime.tempfile.mkstemp = real_mkstemp
+    with pytest.raises(Terminated):
+        with sigterm_as_interrupt():
+            monkeypatch.setattr(runtime.os, "open", open_signalled)
+            with runtime.atomic_path(tmp_path / "b.tsv") as tmp:
+                for _ in range(10**6):  # a signal taken by another thread is raised here at the latest
+                    pass
+                tmp.write_text("never")
+    monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_folder_names_the_output_and_leaves_no_registered_temp(tmp_path):
+    from rimscope import runtime
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(PermissionError) as info:
+            with runtime.atomic_path(folder / "x.tsv") as tmp:
+                tmp.write_text("x")
+        assert info.value.filename == str(folder / "x.tsv")
+        assert not [t for t in runtime._live_temps if t.startswith(str(folder))]
+    finally:
+        folder.chmod(0o700)

@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -172,13 +171,20 @@ def atomic_path(path, suffix: str | None = None):
         clean_stale_temps(folder)
     ext = "".join(path.suffixes)
     suffix = "-" + path.name + ("" if suffix is None or ext.endswith(suffix) else suffix)
-    with _signals_held():  # a SIGTERM landing here would leave a temp file nobody knows of
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix,
-                                   dir=path.parent)
+    prefix = f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-"
+    while True:  # the name is known before the file exists: a signal anywhere leaves no orphan
+        tmp = str(path.parent / f"{prefix}{os.urandom(4).hex()}{suffix}")
         _live_temps.add(tmp)
-        os.close(fd)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies
+            break
+        except FileExistsError:
+            _live_temps.discard(tmp)
+        except OSError as exc:  # an unwritable folder: name the file being written
+            _live_temps.discard(tmp)
+            exc.filename = str(path)
+            raise
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         yield Path(tmp)
         _fault_point()
         with open(tmp, "rb+") as fh:
@@ -213,26 +219,6 @@ def discard_live_temps() -> None:
             _discard_temp(tmp)
         except OSError:  # a read-only disk by now: the next run's clean_stale_temps removes it
             pass
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Hold SIGTERM/SIGINT/SIGALRM (delivered on leaving) around a few steps that must not be cut."""
-    held = {signal.SIGTERM, signal.SIGINT, signal.SIGALRM}
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_text_atomic(path, text: str) -> None:
