@@ -167,6 +167,26 @@ def test_report_shows_the_local_field_for_a_phase_only_subject(case):
     assert "local field + outline" in html and "<b>local field</b> -50" in html and "QSM + outline" not in html
 
 
+def test_review_shows_a_phase_only_subject_as_the_map_its_model_rated(case, tmp_path):
+    """QSM model on phase only: the review shows the TKD inversion it rated (with predict's sign
+    correction); a phase model: the field itself."""
+    from rimscope.phase import load_phase_subject
+    from rimscope.review.catalog import Catalog
+
+    d, f, _ = case
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("subject\tphase\tflair\tlesions\tbrainmask\n"
+                        f"01\t{f['neg']}\t{f['flair']}\t{f['lesions']}\t{f['brainmask']}\n")
+    assert _predict(case, "o_review_qsm", "neg", model=False) == 0
+    assert _predict(case, "o_review_phase", "neg") == 0
+    ref = load_phase_subject(f["ppm"], f["flair"], f["lesions"], f["brainmask"], subject_id="01",
+                             qsm_from_phase=True)
+    shown = Catalog(manifest, d / "o_review_qsm").volumes("01").qsm
+    np.testing.assert_allclose(shown, ref.qsm, atol=1e-6)
+    shown = Catalog(manifest, d / "o_review_phase").volumes("01").qsm
+    np.testing.assert_allclose(shown, ref.local_field, atol=1e-6)
+
+
 def test_cohort_phase_column_bids_discovery_and_validate(case, tmp_path, capsys):
     d, f, _ = case
     m = tmp_path / "manifest.tsv"

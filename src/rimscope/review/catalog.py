@@ -8,6 +8,7 @@ and kept in a small LRU cache.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -79,6 +80,37 @@ def read_predictions(path: Path, subject: str) -> list[Prediction]:
     return out
 
 
+def phase_handling(lesions_tsv: Path) -> dict:
+    """The `PhaseHandling` record predict wrote beside a subject's lesions table ({} if none)."""
+    try:
+        side = json.loads(lesions_tsv.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    rec = side.get("PhaseHandling") if isinstance(side, dict) else None
+    return rec if isinstance(rec, dict) else {}
+
+
+def phase_view(record: dict, phase_only: bool) -> tuple[bool | None, dict]:
+    """(use_phase, phase options) for load_inputs, so a phase-only subject is shown as the map the
+    model rated: the field's TKD inversion for a QSM model (record `qsm_from_phase`, its B0), the
+    field itself for a phase model, with predict's units and sign either way. Without a record
+    (predictions written before it was kept) the field is shown."""
+    if not phase_only:
+        return False, {}
+    if not record:
+        return True, {}
+    options = {k: record[k] for k in ("te_ms", "field_t") if record.get(k) is not None}
+    if record.get("units"):
+        options["phase_units"] = record["units"]
+    if record.get("sign_used") in (1, -1):
+        options["phase_sign"] = str(record["sign_used"])
+    made = record.get("qsm_from_phase")
+    if isinstance(made, dict):
+        options["b0_dir"] = tuple(float(v) for v in made.get("b0_dir", (0.0, 0.0, 1.0)))
+        return False, options
+    return True, options
+
+
 class Catalog:
     """Cohort entries and predictions, indexed by ids; loads volumes on demand."""
 
@@ -89,6 +121,7 @@ class Catalog:
             raise InputError("predictions folder not found; give the OUT folder of rimscope predict",
                              self.predictions_dir)
         self.lesions: dict[str, dict[int, Prediction]] = {}
+        self.phase_handling: dict[str, dict] = {}  # how predict read a subject's phase (sidecar)
         missing = []
         for sid in self.entries:
             path = find_lesions_tsv(self.predictions_dir, sid)
@@ -96,6 +129,7 @@ class Catalog:
                 missing.append(sid)
                 continue
             self.lesions[sid] = {p.lesion_id: p for p in read_predictions(path, sid)}
+            self.phase_handling[sid] = phase_handling(path)
         if missing:
             log.warning("no predictions for %d subject(s) (%s); they are left out of the review",
                         len(missing), ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
@@ -132,7 +166,8 @@ class Catalog:
                 return self._cache[subject]
             from ..phase import load_inputs
 
-            s = load_inputs(entry.inputs(), entry.qsm is None, subject_id=subject)  # phase only: its field
+            use_phase, options = phase_view(self.phase_handling.get(subject, {}), entry.qsm is None)
+            s = load_inputs(entry.inputs(), use_phase, options, subject_id=subject)
             from ..lesions import lesion_table
 
             cents = {les.id: les.centroid_vox for les in lesion_table(s.lesions, s.affine)}
