@@ -131,6 +131,16 @@ def test_transfer_command_end_to_end_without_shared(tmp_path, monkeypatch, caplo
     md = (out / "results.md").read_text()
     assert md.count("| default |") == 3 and md.count("| rim-outside |") == 3 and "foreign rows skipped" in md
     assert (out / "figures" / "reliability_default.png").stat().st_size > 1000
+    # every lesion's call is written, and the table's ROC AUC is computed from exactly those
+    from rimscope.metrics import roc_auc
+    from rimscope.runtime import read_tsv
+
+    rows = read_tsv(out / "scores" / "rim-outside.tsv")
+    assert len(rows) == c["n_lesions"] and sum(int(r["truth"]) for r in rows) == n_true
+    assert {(r["subject"], int(r["lesion_id"])) for r in rows} == {
+        (sid, int(les["lesion_id"])) for sid, s in truth["subjects"].items() for les in s["lesions"]}
+    auc = roc_auc(np.array([int(r["truth"]) for r in rows]), np.array([float(r["rc"]) for r in rows]))
+    assert abs(auc - c["metrics"]["rc"]["roc_auc"]) < 1e-9
     # a rerun simulates nothing
     assert main(argv) == 0
     res2 = json.loads((out / "results.json").read_text())

@@ -139,6 +139,13 @@ def score_cohort(folder: Path, scorers: list[Scorer], cache=None, quiet: bool = 
             "b0_dir": list(b0) if b0 else None, "missing": missing}
 
 
+def score_rows(sc: dict) -> list[dict]:
+    """One row per lesion of a scored cohort: subject, lesion_id, truth and every model's score."""
+    return [{"subject": sid, "lesion_id": lid, "truth": int(y),
+             **{name: float(v[i]) for name, v in sc["scores"].items()}}
+            for i, (sid, lid, y) in enumerate(zip(sc["subjects"], sc["lesion_ids"], sc["y"]))]
+
+
 def ece(y, p, n_bins: int = 10) -> float:
     """Expected calibration error: sum over equal-width bins of (share of lesions) x |mean p - Rim+ rate|."""
     b = M.calibration_bins(y, p, n_bins)

@@ -1,6 +1,7 @@
 """`rimscope transfer`: the domain-shift bench — simulate one cohort per acquisition preset (and,
 where ../shared/foreign/gen.py exists, the foreign bench's variants), score every model against
-the truth, write results.json, results.md (the BENCHMARK.md table) and reliability diagrams.
+the truth, write results.json, results.md (the BENCHMARK.md table), reliability diagrams and
+scores/<cohort>.tsv (every lesion: truth and each model's score).
 `--fine-tune PRESET` adds the label-efficiency curve on that preset (evaluate.finetune_curve):
 its own training and test cohorts, simulated with seeds away from the table's.
 
@@ -115,7 +116,7 @@ def transfer(out, models: dict | None = None, presets="all", subjects: int = 8, 
     """Simulate (cached), score and tabulate; returns the results dict also written to OUT."""
     from ..errors import InputError
     from ..patches import PatchCache
-    from ..runtime import resolve_device, versions, write_json_atomic, write_text_atomic
+    from ..runtime import resolve_device, versions, write_json_atomic, write_text_atomic, write_tsv_atomic
     from ..simulate.presets import parse
     from . import transfer as T
 
@@ -151,6 +152,7 @@ def transfer(out, models: dict | None = None, presets="all", subjects: int = 8, 
         c["metrics"] = T.cohort_metrics(scored[c["name"]], scorers, sens_t, n_boot=n_boot, seed=seed)
         safe = c["name"].replace(":", "-")
         T.reliability_figure(c["name"], c["metrics"], out / "figures" / f"reliability_{safe}.png")
+        write_tsv_atomic(out / "scores" / f"{safe}.tsv", T.score_rows(scored[c["name"]]))  # every call, checkable
     results = {
         "command": command or "transfer() from Python", "settings": {
             "presets": names, "config_overrides": str(config) if config else None, "subjects": subjects, "seed": seed, "foreign": str(gen) if gen else None,
@@ -202,7 +204,7 @@ def fine_tune_bench(out, preset: str, *, sizes="2,4,8,16", draws: int = 2, start
 def add_arguments(p) -> None:
     from ..flags import add_output, add_set
 
-    add_output(p, "folder for cohorts (cached), results.json/.md, figures/", required=True, dest="out")
+    add_output(p, "folder for cohorts (cached), results.json/.md, figures/, scores/", required=True, dest="out")
     p.add_argument("--models", default=None,
                    help="NAME=FOLDER,... model folders (card.json + weights.pt) or shipped names; the first is "
                         "DeLong's reference; default: the shipped default; 'none': the two rules only")
