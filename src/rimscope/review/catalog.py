@@ -90,7 +90,7 @@ def phase_handling(lesions_tsv: Path) -> dict:
     return rec if isinstance(rec, dict) else {}
 
 
-def phase_view(record: dict, phase_only: bool) -> tuple[bool | None, dict]:
+def phase_view(record: dict, phase_only: bool) -> tuple[bool, dict]:
     """(use_phase, phase options) for load_inputs, so a phase-only subject is shown as the map the
     model rated: the field's TKD inversion for a QSM model (record `qsm_from_phase`, its B0), the
     field itself for a phase model, with predict's units and sign either way. Without a record
