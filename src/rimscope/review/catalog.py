@@ -121,7 +121,6 @@ class Catalog:
             raise InputError("predictions folder not found; give the OUT folder of rimscope predict",
                              self.predictions_dir)
         self.lesions: dict[str, dict[int, Prediction]] = {}
-        self.phase_handling: dict[str, dict] = {}  # how predict read a subject's phase (sidecar)
         missing = []
         for sid in self.entries:
             path = find_lesions_tsv(self.predictions_dir, sid)
@@ -129,7 +128,6 @@ class Catalog:
                 missing.append(sid)
                 continue
             self.lesions[sid] = {p.lesion_id: p for p in read_predictions(path, sid)}
-            self.phase_handling[sid] = phase_handling(path)
         if missing:
             log.warning("no predictions for %d subject(s) (%s); they are left out of the review",
                         len(missing), ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
@@ -166,7 +164,9 @@ class Catalog:
                 return self._cache[subject]
             from ..phase import load_inputs
 
-            use_phase, options = phase_view(self.phase_handling.get(subject, {}), entry.qsm is None)
+            phase_only = entry.qsm is None  # only then does how predict read the phase matter
+            record = phase_handling(find_lesions_tsv(self.predictions_dir, subject)) if phase_only else {}
+            use_phase, options = phase_view(record, phase_only)
             s = load_inputs(entry.inputs(), use_phase, options, subject_id=subject)
             from ..lesions import lesion_table
 
