@@ -62,10 +62,30 @@ def test_patch_of_oblique_input_close_to_axis_aligned(tmp_path):
 def test_separable_and_general_samplers_agree(tmp_path, monkeypatch):
     s = load_subject(**_load(tmp_path / "a", zooms=(0.9, 1.1, 1.0)))
     fast = extract_patches(s, CFG)
-    monkeypatch.setattr(P, "_sample_separable", P._sample_general)
+    monkeypatch.setattr(P, "_sample_separable", P.sample_grid)
     slow = extract_patches(s, CFG)
     np.testing.assert_allclose(fast.x, slow.x, atol=1e-5)
     assert fast.flags == slow.flags
+
+
+@pytest.mark.parametrize("offset", [(3.0, 2.5, 4.0), (-20.0, 5.0, 5.0), (26.5, 1.0, -3.0)])
+def test_oblique_sampler_is_scipys_trilinear_affine_resampling(offset):
+    """sample_grid (one torch call) gives scipy's order-1 "grid-constant" affine_transform,
+    padding values included: inside, across the edge of the volume, and mostly outside it."""
+    from scipy import ndimage
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(3)
+    vols = [rng.normal(size=(30, 28, 26)).astype(np.float32) for _ in range(2)]
+    m = Rotation.from_euler("xyz", [17, -8, 31], degrees=True).as_matrix() * 0.8
+    t = np.asarray(offset)
+    cvals = (0.0, -1.5)
+    got = P.sample_grid(vols, cvals, m, t, 16, np.asarray(vols[0].shape))
+    for v, c, g in zip(vols, cvals, got):
+        want = ndimage.affine_transform(v, m, offset=t, output_shape=(16,) * 3, order=1,
+                                        mode="grid-constant", cval=c, prefilter=False)
+        assert g.dtype == np.float32 and g.shape == (16,) * 3
+        np.testing.assert_allclose(g, want, atol=2e-5)
 
 
 def test_channels_content(tmp_path):

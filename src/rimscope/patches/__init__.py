@@ -10,7 +10,7 @@ physics-respecting augmentations (rotations about B0, flips) are simple array op
 """
 from .cache import CACHE_VERSION, PatchCache, subject_patches
 from .sampling import (CHANNELS, SDIST_CLIP_MM, PatchConfig, PatchSet, b0_frame, extract_patches,
-                       patch_transform, sample_patch)
+                       patch_transform, sample_grid, sample_patch)
 
 __all__ = ["CACHE_VERSION", "CHANNELS", "SDIST_CLIP_MM", "PatchCache", "PatchConfig", "PatchSet", "b0_frame",
-           "extract_patches", "patch_transform", "sample_patch", "subject_patches"]
+           "extract_patches", "patch_transform", "sample_grid", "sample_patch", "subject_patches"]

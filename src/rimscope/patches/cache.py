@@ -16,7 +16,7 @@ from .sampling import CHANNELS, PatchConfig, PatchSet, extract_patches
 
 log = logging.getLogger("rimscope")
 
-CACHE_VERSION = 3  # 3: phase patches referenced to their median; QSM from phase
+CACHE_VERSION = 4  # 3: phase patches referenced to their median; QSM from phase; 4: oblique grids by grid_sample
 
 
 class PatchCache:

@@ -125,22 +125,30 @@ def _sample_separable(volumes, cvals, m, t, size, shape):
     return out
 
 
-def _sample_general(volumes, cvals, m, t, size, shape):
-    """Any patch grid (oblique data, B0 off the z axis): affine resampling of a cropped window."""
+def sample_grid(volumes, cvals, m, t, size, shape):
+    """Any patch grid (oblique data, B0 off the z axis): trilinear sampling of a cropped window,
+    every volume in one torch grid_sample call (a quarter of scipy's per-volume affine_transform
+    cost, which was a quarter of the lesion engine's time). Points outside the volume read the
+    volume's padding value, as scipy's "grid-constant" mode does."""
+    import torch
+
     corners = np.array(np.meshgrid(*[[0, size - 1]] * 3, indexing="ij")).reshape(3, -1)
     vox = m @ corners + t[:, None]
     lo = np.clip(np.floor(vox.min(1)).astype(int) - 1, 0, shape)
     hi = np.clip(np.ceil(vox.max(1)).astype(int) + 2, lo, shape)
     win = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    out = []
-    for v, cval, empty in _windows(volumes, cvals, win, size):
-        if empty is not None:
-            out.append(empty)
-            continue
-        out.append(ndimage.affine_transform(
-            np.asarray(v, np.float32), m, offset=t - lo, output_shape=(size,) * 3, order=1,
-            mode="grid-constant", cval=cval, prefilter=False, output=np.float32))
-    return out
+    wins = list(_windows(volumes, cvals, win, size))
+    if wins[0][2] is not None:  # the window is empty: every volume is
+        return [empty for _, _, empty in wins]
+    n = hi - lo
+    ijk = np.stack(np.meshgrid(*[np.arange(size, dtype=np.float64)] * 3, indexing="ij")).reshape(3, -1)
+    v = m @ ijk + (t - lo)[:, None]
+    g = (2 * v + 1) / n[:, None] - 1  # align_corners=False: any window size, even 1
+    grid = torch.from_numpy(np.ascontiguousarray(g[::-1].T.reshape(1, size, size, size, 3), np.float32))
+    inp = torch.from_numpy(np.stack([np.asarray(w, np.float32) - np.float32(c) for w, c, _ in wins]))[None]
+    out = torch.nn.functional.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)[0].numpy()
+    return [(o + np.float32(c)) if c else o for o, (_, c, _) in zip(out, wins)]
 
 
 def _signed_distance_clipped(mask: np.ndarray, spacing: float) -> np.ndarray:
@@ -185,7 +193,7 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
                          "reads; give it, or use a model for the input the subject has")
     cvals = (0.0, float(subject.info.get("flair_background", 0.0)), 0.0)
     off_diag = np.abs(m - np.diag(np.diag(m))).max()
-    sampler = _sample_separable if off_diag < 1e-9 else _sample_general
+    sampler = _sample_separable if off_diag < 1e-9 else sample_grid
     qsm, flair, ind = sampler(volumes, cvals, m, t, s, shape)
     mask = ind >= 0.5 - 1e-4
     if not mask.any():  # a thin lesion can fall between patch samples: keep its centre voxel

@@ -11,28 +11,17 @@ from scipy import ndimage
 
 from ..io import normalise_flair
 from ..patches import PatchConfig, patch_transform
+from ..patches import sample_grid
 from . import engine_physics as phys
 from .engine_render import tube
 from .engine_shapes import unit
 
 
 def sample_like_patch(volumes, centre_mm, affine, patch: PatchConfig) -> list:
-    """Trilinear samples of box volumes on a lesion's patch grid (patches.patch_transform, zero
-    outside), all volumes in one torch grid_sample call: the field and rim-truth channels are on
-    exactly the grid of sample_patch's QSM, at a fraction of scipy's per-volume cost."""
-    import torch
-
+    """Trilinear samples of box volumes on a lesion's patch grid (zero outside): the field and
+    rim-truth channels, by the oblique sampler of sample_patch's QSM on exactly its grid."""
     m, t = patch_transform(centre_mm, affine, patch)
-    s = patch.size
-    ijk = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float64)] * 3, indexing="ij")).reshape(3, -1)
-    v = m @ ijk + t[:, None]
-    shape = np.asarray(volumes[0].shape, float)
-    g = 2 * v / np.maximum(shape[:, None] - 1, 1) - 1  # align_corners=True
-    grid = torch.from_numpy(g[::-1].T.reshape(1, s, s, s, 3).astype(np.float32))
-    inp = torch.from_numpy(np.stack(volumes).astype(np.float32, copy=False))[None]
-    out = torch.nn.functional.grid_sample(inp, grid, mode="bilinear", padding_mode="zeros",
-                                          align_corners=True)
-    return [o.numpy() for o in out[0]]
+    return sample_grid(volumes, (0.0,) * len(volumes), m, t, patch.size, np.asarray(volumes[0].shape))
 
 
 def veins_for(rng, cfg, grid, shp, pose, kind, r_eq) -> list:
