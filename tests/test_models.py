@@ -154,3 +154,46 @@ def test_asymmetric_options_build_and_run():
     for opts in ({"rim_skip": True}, {"film": False, "rim_features": False}, {"flair_stem": "full"}):
         out = build("asymmetric", **opts).net.eval()(torch.from_numpy(x))
         assert torch.isfinite(out["logit"]).all()
+
+
+def test_radial_profile_puts_a_rim_at_the_edge_and_a_paramagnetic_core_inside():
+    """Known patches: a 50 ppb band on the two voxel layers either side of the edge (a rim), and
+    the same 50 ppb on the voxels deeper than 2 mm (a paramagnetic core): radial_profile's layers
+    (10 ppb units) say where it sits."""
+    from rimscope.models.blocks import N_PROFILE_FEATURES, N_RIM_FEATURES, rim_features
+    from rimscope.patches.sampling import _signed_distance_clipped
+
+    s = 32
+    ijk = np.indices((s,) * 3) - s // 2
+    mask = (ijk ** 2).sum(0) <= 3.2 ** 2
+    sd = _signed_distance_clipped(mask, 1.0)
+    d = sd * 6.0
+    rim = np.where(np.abs(d) <= 1.0 + 1e-6, 0.05, 0.0)
+    core = np.where(d <= -2.0 + 1e-6, 0.05, 0.0)
+    x = np.zeros((2, 4, s, s, s), np.float32)
+    for i, q in enumerate((rim, core)):
+        x[i] = np.stack([q, np.ones_like(q), mask, sd])
+    x = torch.from_numpy(x)
+    plain, full = rim_features(x), rim_features(x, profile=True)
+    assert plain.shape == (2, N_RIM_FEATURES) and full.shape == (2, N_RIM_FEATURES + N_PROFILE_FEATURES)
+    assert torch.equal(full[:, :N_RIM_FEATURES], plain)
+    assert plain[0, 3] == pytest.approx(5.0, abs=1e-4)  # shell minus surround
+    in1, out1, out2, deep, out1_deep = full[:, N_RIM_FEATURES:].T
+    np.testing.assert_allclose(in1.numpy(), [5.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(out1.numpy(), [5.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(out2.numpy(), [0.0, 0.0], atol=1e-4)
+    np.testing.assert_allclose(deep.numpy(), [0.0, 5.0], atol=1e-4)
+    np.testing.assert_allclose(out1_deep.numpy(), [5.0, -5.0], atol=1e-4)
+
+
+def test_asymmetric_with_the_radial_profile_starts_as_the_rule_and_its_probe_reads_it(patches):
+    from rimscope.train.probe import fit_rim_probe
+
+    torch.manual_seed(0)
+    x, y = patches
+    model = build("asymmetric", rim_profile=True)
+    assert model.net.rim_skip.in_features == 20
+    assert np.allclose(model.predict_proba(x[:8]), build("rim-contrast").predict_proba(x[:8]), atol=2e-3)
+    assert fit_rim_probe(model.net, x, y)
+    w = model.net.rim_skip.weight.detach().numpy()[0]
+    assert w.shape == (20,) and np.any(w[15:] != 0)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import (N_RIM_FEATURES, RIM_FEATURE_SCALE, PreActBlock, Stem, frodo_mask, norm,
-                     rim_features, scale_inputs)
+from .blocks import (N_PROFILE_FEATURES, N_RIM_FEATURES, RIM_FEATURE_SCALE, PreActBlock, Stem, frodo_mask,
+                     norm, rim_features, scale_inputs)
 from .features import RIM_CONTRAST_PRIOR
 from .rim_decoder import N_SUMMARY, RimDecoder, pooled_summary
 
@@ -36,6 +36,7 @@ DEFAULTS = {
     "film": True,
     "rim_features": True,  # analytic shell/core/surround means into the head
     "rim_skip": True,  # ...and a linear path from them to the logit (the rule; a probe once trained)
+    "rim_profile": False,  # ...with blocks.radial_profile's five layer-by-layer contrasts
     "proj_dim": 32,  # SupCon projection head
     "dropout": 0.2,
     "rim_head": False,  # a voxel head (rim_decoder) adding out["rim_logits"] (N, 32, 32, 32)
@@ -60,6 +61,8 @@ class AsymmetricNet(nn.Module):
         mask_channels, frodo_mask, film = o["mask_channels"], o["frodo_mask"], o["film"]
         rim_features, rim_skip, proj_dim, dropout = o["rim_features"], o["rim_skip"], o["proj_dim"], o["dropout"]
         rim_head = o["rim_head"]
+        self.rim_profile = bool(o["rim_profile"]) and rim_features
+        n_rim = N_RIM_FEATURES + (N_PROFILE_FEATURES if self.rim_profile else 0)
         w0, w1, w2, w3 = widths
         f0, f1 = flair_widths
         self.mask_channels, self.use_frodo_mask = mask_channels, frodo_mask
@@ -85,14 +88,14 @@ class AsymmetricNet(nn.Module):
         self.out_norm = nn.Sequential(norm(w3), nn.SiLU())
         # the voxel head, and its pooled rim-map summary into the classifier head
         self.rim_decoder = RimDecoder(w0, w1, raw_ch=qin) if rim_head else None
-        hin = w3 + (N_RIM_FEATURES if rim_features else 0) + (N_SUMMARY if rim_head else 0)
+        hin = w3 + (n_rim if rim_features else 0) + (N_SUMMARY if rim_head else 0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hin, 64), nn.SiLU(), nn.Linear(64, 1))
         # the logit starts *as* rim-contrast's prior map (shell minus surround, +30 ppb -> p =
         # 0.5): the linear path holds the rule and the head's last layer is zero, so the deep
         # features add a residual only where training supports one
         self.rim_skip = None
         if rim_features and rim_skip:
-            self.rim_skip = nn.Linear(N_RIM_FEATURES, 1)
+            self.rim_skip = nn.Linear(n_rim, 1)
             with torch.no_grad():
                 self.rim_skip.weight.zero_()
                 self.rim_skip.weight[0, RULE_FEATURE] = RULE_SLOPE
@@ -101,6 +104,10 @@ class AsymmetricNet(nn.Module):
                 nn.init.zeros_(self.head[-1].bias)
         self.proj = nn.Sequential(nn.Linear(w3, 64), nn.SiLU(), nn.Linear(64, proj_dim))
         self.emb_dim, self.flair_dim, self.mid_dim = w3, f1, w1
+
+    def rim_stats(self, x: torch.Tensor) -> torch.Tensor:
+        """The analytic rim statistics this net reads (blocks.rim_features)."""
+        return rim_features(x, profile=self.rim_profile)
 
     def split(self, x):
         """Raw patches -> (QSM-branch input, FLAIR-branch input). FLAIR never sees QSM."""
@@ -134,7 +141,7 @@ class AsymmetricNet(nn.Module):
         enc = self.encode(x, flair_emb=False)
         h = enc["emb"]
         if self.use_rim:
-            rf = rim_features(x)
+            rf = self.rim_stats(x)
             h = torch.cat([h, rf], dim=1)
         if self.rim_decoder is not None:
             h = torch.cat([h, pooled_summary(enc["rim_logits"], x[:, 3])], dim=1)

@@ -91,8 +91,9 @@ class Stem(nn.Module):
 RIM_FEATURE_SCALE = 100.0  # ppm -> units of 10 ppb
 
 
-def rim_features(x: torch.Tensor) -> torch.Tensor:
-    """Analytic rim statistics from a raw patch (N, 4, S, S, S) -> (N, 15).
+def rim_features(x: torch.Tensor, profile: bool = False) -> torch.Tensor:
+    """Analytic rim statistics from a raw patch (N, 4, S, S, S) -> (N, 15), or (N, 20) with
+    `profile` (radial_profile's five appended).
 
     QSM means of the edge shell (|d| <= 1 mm), core (d < -1.5 mm) and surround (2-4 mm outside),
     shell minus surround, shell minus core, log lesion volume; then how much of the edge is
@@ -123,11 +124,33 @@ def rim_features(x: torch.Tensor) -> torch.Tensor:
     quart = torch.nan_to_num(quart, nan=0.0)
     sur_sd = (((rel ** 2) * masks[:, 2]).sum(1) / counts[:, 2]).sqrt()
     sectors = edge_sectors(rel.view_as(x[:, 0]), in_shell.view_as(x[:, 0]), x[:, 2])
-    return torch.stack([shell, core, sur, shell - sur, shell - core, vol, *cover, quart[0], quart[1],
-                        sur_sd, counts[:, 0].log() / 5.0, *sectors], dim=1)
+    out = [shell, core, sur, shell - sur, shell - core, vol, *cover, quart[0], quart[1], sur_sd,
+           counts[:, 0].log() / 5.0, *sectors]
+    if profile:
+        out += radial_profile(q, d, sur)
+    return torch.stack(out, dim=1)
 
 
 N_RIM_FEATURES = 15
+N_PROFILE_FEATURES = 5
+
+
+def radial_profile(q: torch.Tensor, d: torch.Tensor, sur: torch.Tensor) -> list[torch.Tensor]:
+    """Where across the edge the susceptibility sits, relative to the surround: the first voxel
+    layer inside the edge, the first and second outside it, the lesion's deepest 1 mm, and the
+    first outside layer minus the deepest. A rim raises the layers either side of the edge (it
+    straddles it, and QSM blurs it outward); a paramagnetic core raises the deepest voxels more
+    than the outside layer; a central vein raises the deepest voxels and the surround alike. The
+    shell mean cannot tell these apart on lesions of a few dozen voxels, whose "core" (deeper
+    than 1.5 mm) is empty. `q`, `d`, `sur` as in rim_features (10 ppb units, distance / 6 mm);
+    the patch's distances are whole-voxel EDTs at 1 mm (1, sqrt 2, sqrt 3, 2, ...)."""
+    deep_to = torch.minimum(d.amin(1, keepdim=True) + 1 / 6, torch.full_like(sur[:, None], -0.5 / 6))
+    regions = torch.stack([(d >= -1.2 / 6) & (d < 0), (d > 0) & (d <= 1.2 / 6),
+                           (d > 1.2 / 6) & (d <= 2.2 / 6), d <= deep_to], 1).to(q.dtype)
+    means = torch.bmm(regions, q.unsqueeze(2)).squeeze(2) / regions.sum(2).clamp_min(1.0)
+    means = torch.where(regions.sum(2) > 0, means, torch.zeros_like(means))
+    in1, out1, out2, deep = means.unbind(1)
+    return [in1 - sur, out1 - sur, out2 - sur, deep - sur, out1 - deep]
 SECTOR_TAN = 0.41421356  # tan(22.5 deg)
 
 

@@ -13,11 +13,13 @@ import numpy as np
 import torch
 
 
-def rim_statistics(x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def rim_statistics(x: np.ndarray, batch_size: int = 256, features=None) -> np.ndarray:
+    """`features`: the net's own statistics (AsymmetricNet.rim_stats); blocks.rim_features if None."""
     from ..models.blocks import rim_features
 
+    features = features or rim_features
     with torch.no_grad():
-        out = [rim_features(torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)))
+        out = [features(torch.from_numpy(np.asarray(x[i:i + batch_size], dtype=np.float32)))
                for i in range(0, len(x), batch_size)]
     return torch.cat(out).double().numpy()
 
@@ -31,7 +33,7 @@ def fit_rim_probe(net, x: np.ndarray, y: np.ndarray, c: float = 0.1) -> bool:
     y = np.asarray(y)
     if layer is None or len(np.unique(y)) < 2:
         return False
-    f = rim_statistics(x)
+    f = rim_statistics(x, features=getattr(net, "rim_stats", None))
     mu, sd = f.mean(0), f.std(0)
     sd[sd < 1e-8] = 1.0
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit((f - mu) / sd, y)
