@@ -144,13 +144,15 @@ def radial_profile(q: torch.Tensor, d: torch.Tensor, sur: torch.Tensor) -> list[
     shell mean cannot tell these apart on lesions of a few dozen voxels, whose "core" (deeper
     than 1.5 mm) is empty. `q`, `d`, `sur` as in rim_features (10 ppb units, distance / 6 mm);
     the patch's distances are whole-voxel EDTs at 1 mm (1, sqrt 2, sqrt 3, 2, ...)."""
-    deep_to = torch.minimum(d.amin(1, keepdim=True) + 1 / 6, torch.full_like(sur[:, None], -0.5 / 6))
+    deep_to = (d.amin(1, keepdim=True) + 1 / 6).clamp_max(-0.5 / 6)
     regions = torch.stack([(d >= -1.2 / 6) & (d < 0), (d > 0) & (d <= 1.2 / 6),
                            (d > 1.2 / 6) & (d <= 2.2 / 6), d <= deep_to], 1).to(q.dtype)
+    # an empty region sums to 0 over a count clamped to 1: its mean is 0, as rim_features' are
     means = torch.bmm(regions, q.unsqueeze(2)).squeeze(2) / regions.sum(2).clamp_min(1.0)
-    means = torch.where(regions.sum(2) > 0, means, torch.zeros_like(means))
     in1, out1, out2, deep = means.unbind(1)
     return [in1 - sur, out1 - sur, out2 - sur, deep - sur, out1 - deep]
+
+
 SECTOR_TAN = 0.41421356  # tan(22.5 deg)
 
 

@@ -10,8 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import normalise_flair
-from ..patches import PatchConfig, patch_transform
-from ..patches import sample_grid
+from ..patches import PatchConfig, patch_transform, sample_grid
 from . import engine_physics as phys
 from .engine_render import tube
 from .engine_shapes import unit

@@ -33,7 +33,7 @@ def fit_rim_probe(net, x: np.ndarray, y: np.ndarray, c: float = 0.1) -> bool:
     y = np.asarray(y)
     if layer is None or len(np.unique(y)) < 2:
         return False
-    f = rim_statistics(x, features=getattr(net, "rim_stats", None))
+    f = rim_statistics(x, features=net.rim_stats)  # only nets with rim_skip get here
     mu, sd = f.mean(0), f.std(0)
     sd[sd < 1e-8] = 1.0
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit((f - mu) / sd, y)
