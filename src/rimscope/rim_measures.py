@@ -34,10 +34,6 @@ from scipy import ndimage
 
 from .lesions import STRUCT6, mask_bbox
 
-# the one definition of a rim voxel: it holds at least a third of rim by partial volume, so a
-# 0.8 mm rim straddling two 1 mm voxels still marks both (at >= 0.5 it would vanish there); the
-# simulator's desc-rimtruth_mask and the voxel head's training target both use it
-RIM_TRUTH_FRACTION = 1 / 3
 NEIGHBOUR_MM = 4.0  # rim voxels farther than this from a lesion belong to no lesion
 SURROUND_MM = (2.0, 5.0)
 CORE_MM = 1.0

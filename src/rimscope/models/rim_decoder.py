@@ -5,10 +5,7 @@ Why: which voxels carry the rim is the output a quantitative study needs, and de
 per lesion. Kept cheap on CPU: the mid features (8³, after FiLM) are upsampled to the stem's 16³
 and merged with it (a U-Net skip), one 3x3x3 conv there, then a trilinear upsample to 32³ where a
 1x1x1 conv reads those features with the raw QSM, mask and signed-distance channels (the full-
-resolution skip that places the rim at its voxel). Two small 3x3x3 convolutions run at 32³: one
-reads the raw channels (where the QSM peaks across the edge, which a pointwise read cannot see),
-one makes the output map (neighbouring voxels agree, so a 1-2 voxel rim comes out whole). They
-add about a fifth to the head's cost.
+resolution skip that places the rim at its voxel). No convolution runs at 32³ except 1x1x1.
 `pooled_summary` gives the classifier a few numbers from the rim map (how much of the edge the
 head thinks is rim, and how strongly).
 """
@@ -24,22 +21,20 @@ N_SUMMARY = 3
 
 
 class RimDecoder(nn.Module):
-    def __init__(self, stem_ch: int, mid_ch: int, width: int = 8, raw_ch: int = 3, raw_width: int = 4):
+    def __init__(self, stem_ch: int, mid_ch: int, width: int = 8, raw_ch: int = 3):
         super().__init__()
         self.up_mid = nn.Conv3d(mid_ch, width, 1, bias=False)
         self.skip = nn.Conv3d(stem_ch, width, 1, bias=False)
         self.block = nn.Sequential(norm(width), nn.SiLU(), nn.Conv3d(width, width, 3, 1, 1, bias=False),
                                    norm(width), nn.SiLU())
-        self.raw = nn.Sequential(nn.Conv3d(raw_ch, raw_width, 3, 1, 1), nn.SiLU())
-        self.mix = nn.Sequential(nn.Conv3d(width + raw_ch + raw_width, width, 1), nn.SiLU())
-        self.out = nn.Conv3d(width, 1, 3, 1, 1)
+        self.out = nn.Sequential(nn.Conv3d(width + raw_ch, width, 1), nn.SiLU(), nn.Conv3d(width, 1, 1))
 
     def forward(self, stem: torch.Tensor, mid: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         """stem (N, C0, 16³), mid (N, C1, 8³), raw (N, raw_ch, 32³) -> rim logits (N, 32, 32, 32)."""
         h = F.interpolate(self.up_mid(mid), size=stem.shape[2:], mode="trilinear", align_corners=False)
         h = self.block(h + self.skip(stem))
         h = F.interpolate(h, size=raw.shape[2:], mode="trilinear", align_corners=False)
-        return self.out(self.mix(torch.cat([h, raw, self.raw(raw)], dim=1))).squeeze(1)
+        return self.out(torch.cat([h, raw], dim=1)).squeeze(1)
 
 
 def pooled_summary(rim_logits: torch.Tensor, sdist: torch.Tensor) -> torch.Tensor:

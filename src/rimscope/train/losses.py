@@ -14,8 +14,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..rim_measures import RIM_TRUTH_FRACTION
-
 
 def focal_loss(logit, y, gamma: float = 2.0, alpha: float | None = None):
     y = y.float()
@@ -60,10 +58,7 @@ def info_nce(a, b, tau: float = 0.1):
 
 def rim_voxel_loss(logits, truth, eps: float = 1.0):
     """Dense rim supervision: BCE + soft Dice between voxel rim logits (N, S, S, S) and the rim
-    voxel truth (N, S, S, S, rim fraction 0-1), read as the rim voxels it marks (fraction >=
-    RIM_TRUTH_FRACTION, the simulator's definition): the head's p >= 0.5 then estimates that
-    mask, where a soft target would teach it the expected fraction and p >= 0.5 would miss the
-    voxels a thin rim only partly fills. Samples whose truth is not finite (NaN: the example
+    voxel truth (N, S, S, S, fraction 0-1). Samples whose truth is not finite (NaN: the example
     carries no voxel truth) are left out; with none left the loss is 0. The Dice term (eps 1
     voxel) keeps the thin rim from drowning in the background; on a Rim- sample (empty truth) it
     pushes the map to 0."""
@@ -71,7 +66,7 @@ def rim_voxel_loss(logits, truth, eps: float = 1.0):
     ok = torch.isfinite(truth.flatten(1)).all(1)
     if not ok.any():
         return logits.sum() * 0.0
-    lg, t = logits[ok].flatten(1), (truth[ok].flatten(1) >= RIM_TRUTH_FRACTION).to(logits.dtype)
+    lg, t = logits[ok].flatten(1), truth[ok].flatten(1)
     bce = F.binary_cross_entropy_with_logits(lg, t)
     p = torch.sigmoid(lg)
     dice = (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
