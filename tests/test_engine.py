@@ -217,6 +217,23 @@ def test_train_engine_two_tiny_epochs_end_to_end(tmp_path):
     assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
 
 
+def test_train_engine_with_a_voxel_head_records_its_validation_rim_dice(tmp_path):
+    """The engine's held-out examples carry rim voxel truth, so every epoch of a voxel head's
+    training records its soft Dice there (what tells a collapsed head from a learning one)."""
+    from rimscope.cli import main
+
+    conf = tmp_path / "engine.json"
+    conf.write_text(json.dumps({"donors": DONOR}))
+    out = tmp_path / "model"
+    rc = main(["train", "-q", "--engine", str(conf), "-o", str(out), "--examples", "16",
+               "--epoch-examples", "16", "--val-examples", "16", "--engine-workers", "1", "--threads", "1",
+               "-o", "batch_size=8", "-o", "model.widths=[8,16,16,16]", "-o", "model.rim_head=true",
+               "-d", "cpu"])
+    assert rc == 0
+    hist = json.loads((out / "card.json").read_text())["training"]["history"]
+    assert all(0.0 <= e["val_rim_dice"] <= 1.0 for e in hist)
+
+
 def test_shape_cache_gives_the_same_examples_and_is_rebuilt_when_unreadable(tmp_path, monkeypatch):
     """warm_library writes every shape map once; a fresh process (lru cache cleared) loads them
     and renders bit-identical examples; a corrupt cache file is ignored, never trusted."""

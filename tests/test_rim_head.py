@@ -8,6 +8,7 @@ import torch
 
 from rimscope.models.asymmetric import DEFAULTS, AsymmetricNet
 from rimscope.train.augment import augment
+from rimscope.train.finetune import _check_head, soft_dice
 from rimscope.train.losses import rim_voxel_loss
 from rimscope.train.rim_supervision import augment_with_rim, rim_batch
 
@@ -72,3 +73,17 @@ def test_rim_truth_follows_its_patch_through_augmentation():
 
     assert rim_batch(object(), [0, 1]) is None
     assert torch.equal(rim_batch(D(), torch.tensor([3, 1])), torch.from_numpy(D.rim[[3, 1]]))
+
+
+def test_validation_soft_dice_and_the_collapsed_head_warning():
+    truth = np.zeros((3, 4, 4, 4), np.float32)
+    truth[0, 1, 1:3, 1] = 1.0
+    truth[2] = np.nan  # no voxel truth: left out
+    assert soft_dice(truth, truth) == pytest.approx(1.0)
+    assert soft_dice(np.zeros_like(truth), truth) == 0.0
+    assert soft_dice(np.full_like(truth, 0.5), truth) == pytest.approx(2 * 1.0 / (64 + 2))
+    assert np.isnan(soft_dice(truth, np.zeros_like(truth)))  # nothing to match
+    hist = [{"epoch": 1, "val_rim_dice": 0.3}, {"epoch": 2, "val_rim_dice": 0.001}]
+    assert _check_head(hist, 1) is None
+    assert "learned no rim" in _check_head(hist, 2)
+    assert _check_head([{"epoch": 1}], 1) is None  # no voxel head: nothing measured, no warning

@@ -175,10 +175,37 @@ def _scorable(val) -> bool:
 
 
 def _val_score(model, val, device, entry: dict) -> float:
-    """Validation PR AUC (the early-stopping score); ROC AUC and PR AUC go into `entry`."""
-    s = summary(val.y, model.predict_proba(val.x, device), 0.5)
+    """Validation PR AUC (the early-stopping score); ROC AUC and PR AUC go into `entry`, and for
+    a voxel head with validation rim truth its soft Dice (`val_rim_dice`)."""
+    proba, voxels = model.predict_with_rims(val.x, device)
+    s = summary(val.y, proba, 0.5)
     entry.update(val_pr_auc=s["pr_auc"], val_roc_auc=s["roc_auc"])
+    if voxels is not None and getattr(val, "rim", None) is not None:
+        entry["val_rim_dice"] = soft_dice(voxels, val.rim)
     return s["pr_auc"]
+
+
+def soft_dice(p, truth) -> float:
+    """Soft Dice 2·Σ p·t / (Σ p + Σ t) of voxel probabilities against rim-fraction truth, over the
+    examples whose truth is finite; NaN when no rim truth is there to match."""
+    t = np.asarray(truth, np.float32).reshape(len(truth), -1)
+    ok = np.isfinite(t).all(1)
+    p, t = np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok]
+    total = float(p.sum() + t.sum())
+    return float(2 * (p * t).sum() / total) if t.sum() > 0 and total > 0 else float("nan")
+
+
+# below this validation soft Dice a voxel head has learned no rim: its masks come out empty
+MIN_HEAD_DICE = 0.05
+
+
+def _check_head(history: list, best_epoch: int) -> str | None:
+    """A warning when the kept epoch's voxel head learned no rim (None when fine or unmeasured)."""
+    d = next((e.get("val_rim_dice") for e in history if e["epoch"] == best_epoch), None)
+    if d is None or not np.isfinite(d) or d >= MIN_HEAD_DICE:
+        return None
+    return (f"the voxel head learned no rim (validation rim Dice {d:.3f} at epoch {best_epoch}): its "
+            "rim masks will be empty; train it longer or from scratch, or drop model.rim_head")
 
 
 def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data=None):
@@ -284,5 +311,9 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     net.to("cpu").eval()
     record.update(history=state["history"], epochs_run=state["epoch"], world_size=world, device=device,
                   versions=versions())
+    warning = _check_head(state["history"], state["best_epoch"])
+    if warning:
+        log.warning(warning)
+        record["warnings"] = [*record.get("warnings", []), warning]
     ddp.barrier()
     return _finish(model, val, opts, record, out, best_epoch=state["best_epoch"])
