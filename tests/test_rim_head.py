@@ -8,7 +8,7 @@ import torch
 
 from rimscope.models.asymmetric import DEFAULTS, AsymmetricNet
 from rimscope.train.augment import augment
-from rimscope.train.finetune import _check_head, soft_dice
+from rimscope.train.rim_supervision import check_head, soft_dice
 from rimscope.train.losses import rim_voxel_loss
 from rimscope.train.rim_supervision import augment_with_rim, rim_batch
 
@@ -84,6 +84,6 @@ def test_validation_soft_dice_and_the_collapsed_head_warning():
     assert soft_dice(np.full_like(truth, 0.5), truth) == pytest.approx(2 * 1.0 / (64 + 2))
     assert np.isnan(soft_dice(truth, np.zeros_like(truth)))  # nothing to match
     hist = [{"epoch": 1, "val_rim_dice": 0.3}, {"epoch": 2, "val_rim_dice": 0.001}]
-    assert _check_head(hist, 1) is None
-    assert "learned no rim" in _check_head(hist, 2)
-    assert _check_head([{"epoch": 1}], 1) is None  # no voxel head: nothing measured, no warning
+    assert check_head(hist, 1) is None
+    assert "learned no rim" in check_head(hist, 2)
+    assert check_head([{"epoch": 1}], 1) is None  # no voxel head: nothing measured, no warning

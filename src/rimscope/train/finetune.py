@@ -31,7 +31,7 @@ from .losses import focal_loss, logit_adjusted_loss, rim_voxel_loss, supcon_loss
 from .operating import summary
 from .options import TRAIN_DEFAULTS, parse_training_options  # noqa: F401 - TRAIN_DEFAULTS re-exported
 from .probe import fit_rim_probe
-from .rim_supervision import augment_with_rim, rim_batch
+from .rim_supervision import augment_with_rim, check_head, rim_batch, soft_dice
 from .sampling import epoch_indices
 
 log = logging.getLogger("rimscope")
@@ -185,29 +185,6 @@ def _val_score(model, val, device, entry: dict) -> float:
     return s["pr_auc"]
 
 
-def soft_dice(p, truth) -> float:
-    """Soft Dice 2·Σ p·t / (Σ p + Σ t) of voxel probabilities against rim-fraction truth, over the
-    examples whose truth is finite; NaN when no rim truth is there to match."""
-    t = np.asarray(truth, np.float32).reshape(len(truth), -1)
-    ok = np.isfinite(t).all(1)
-    p, t = np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok]
-    total = float(p.sum() + t.sum())
-    return float(2 * (p * t).sum() / total) if t.sum() > 0 and total > 0 else float("nan")
-
-
-# below this validation soft Dice a voxel head has learned no rim: its masks come out empty
-MIN_HEAD_DICE = 0.05
-
-
-def _check_head(history: list, best_epoch: int) -> str | None:
-    """A warning when the kept epoch's voxel head learned no rim (None when fine or unmeasured)."""
-    d = next((e.get("val_rim_dice") for e in history if e["epoch"] == best_epoch), None)
-    if d is None or not np.isfinite(d) or d >= MIN_HEAD_DICE:
-        return None
-    return (f"the voxel head learned no rim (validation rim Dice {d:.3f} at epoch {best_epoch}): its "
-            "rim masks will be empty; train it longer or from scratch, or drop model.rim_head")
-
-
 def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init, record, epoch_data=None):
     rank, world, device = ddp.setup(device)
     net = model.net
@@ -311,7 +288,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     net.to("cpu").eval()
     record.update(history=state["history"], epochs_run=state["epoch"], world_size=world, device=device,
                   versions=versions())
-    warning = _check_head(state["history"], state["best_epoch"])
+    warning = check_head(state["history"], state["best_epoch"])
     if warning:
         log.warning(warning)
         record["warnings"] = [*record.get("warnings", []), warning]
