@@ -8,9 +8,8 @@ import torch
 
 from rimscope.models.asymmetric import DEFAULTS, AsymmetricNet
 from rimscope.train.augment import augment
-from rimscope.train.rim_supervision import check_head, soft_dice
 from rimscope.train.losses import rim_voxel_loss
-from rimscope.train.rim_supervision import augment_with_rim, rim_batch
+from rimscope.train.rim_supervision import augment_with_rim, check_head, rim_batch, soft_dice
 
 
 def _x(n=3, seed=0):

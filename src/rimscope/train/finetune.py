@@ -177,11 +177,13 @@ def _scorable(val) -> bool:
 def _val_score(model, val, device, entry: dict) -> float:
     """Validation PR AUC (the early-stopping score); ROC AUC and PR AUC go into `entry`, and for
     a voxel head with validation rim truth its soft Dice (`val_rim_dice`)."""
-    proba, voxels = model.predict_with_rims(val.x, device)
+    truth = getattr(val, "rim", None)  # only then are voxel probabilities worth computing
+    proba, voxels = (model.predict_with_rims(val.x, device) if truth is not None
+                     else (model.predict_proba(val.x, device), None))
     s = summary(val.y, proba, 0.5)
     entry.update(val_pr_auc=s["pr_auc"], val_roc_auc=s["roc_auc"])
-    if voxels is not None and getattr(val, "rim", None) is not None:
-        entry["val_rim_dice"] = soft_dice(voxels, val.rim)
+    if voxels is not None:
+        entry["val_rim_dice"] = soft_dice(voxels, truth)
     return s["pr_auc"]
 
 

@@ -36,8 +36,8 @@ def soft_dice(p, truth) -> float:
     t = np.asarray(truth, np.float32).reshape(len(truth), -1)
     ok = np.isfinite(t).all(1)
     p, t = np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok]
-    total = float(p.sum() + t.sum())
-    return float(2 * (p * t).sum() / total) if t.sum() > 0 and total > 0 else float("nan")
+    ts = float(t.sum())
+    return float(2 * (p * t).sum() / (p.sum() + ts)) if ts > 0 else float("nan")
 
 
 # below this validation soft Dice a voxel head has learned no rim: its masks come out empty
