@@ -230,8 +230,16 @@ def test_train_engine_with_a_voxel_head_records_its_validation_rim_dice(tmp_path
                "-o", "batch_size=8", "-o", "model.widths=[8,16,16,16]", "-o", "model.rim_head=true",
                "-d", "cpu"])
     assert rc == 0
-    hist = json.loads((out / "card.json").read_text())["training"]["history"]
-    assert all(0.0 <= e["val_rim_dice"] <= 1.0 for e in hist)
+    card = json.loads((out / "card.json").read_text())
+    assert all(0.0 <= e["val_rim_dice"] <= 1.0 for e in card["training"]["history"])
+    # the voxel threshold predict uses is chosen on the same held-out rim truth, and loads back
+    from rimscope.models.card import load_model
+    from rimscope.train.rim_supervision import RIM_THRESHOLDS
+
+    thr = card["rim_threshold"]
+    assert thr in RIM_THRESHOLDS and card["training"]["rim_threshold"] == thr
+    assert set(card["training"]["rim_threshold_dice"]) == {str(float(t)) for t in RIM_THRESHOLDS}
+    assert load_model(out).rim_threshold == thr
 
 
 def test_shape_cache_gives_the_same_examples_and_is_rebuilt_when_unreadable(tmp_path, monkeypatch):

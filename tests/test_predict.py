@@ -232,7 +232,7 @@ def test_report_is_self_contained(tmp_path, model_dir):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("config.widths", [16]), ("config", "asymmetric"), ("threshold", "abc"), ("patch.size", -1),
+    ("config.widths", [16]), ("config", "asymmetric"), ("threshold", "abc"), ("rim_threshold", 1.5), ("patch.size", -1),
     ("weights", "../other/weights.pt"), ("weights", "/etc/passwd"), ("config.flair_stem", "huge")])
 def test_tampered_card_is_refused_naming_card_and_field(tmp_path, model_dir, capsys, field, value):
     """Issue 16 item 5: a bad card field is a user-side error (exit 2, one line, card and field

@@ -126,6 +126,7 @@ def test_voxel_head_gives_probability_map_in_the_same_pass(tmp_path):
     assert model.has_voxel_head
     p = write_rim_subject(tmp_path / "in")
     subject = load_subject(p["qsm"], p["flair"], p["lesions"], brainmask=p["brainmask"], subject_id="01")
+    model.rim_threshold = 0.99  # as a trained card sets it (chosen on held-out rim truth)
     rows, rims = rate_subject_rims(subject, model, "cpu")
     assert net.calls == 1  # lesion probabilities and voxel probabilities from one pass
     assert rims.method == BY_HEAD and rims.prob is not None and rims.prob.dtype == np.float32
@@ -143,8 +144,9 @@ def test_voxel_head_gives_probability_map_in_the_same_pass(tmp_path):
     assert "sub-01/anat/sub-01_desc-rimvoxel_probseg.nii.gz" in info["files"]
     prob = on_grid(anat / "sub-01_desc-rimvoxel_probseg.nii.gz", p["qsm"], np.float32)
     mask = on_grid(anat / "sub-01_desc-rim_mask.nii.gz", p["qsm"], np.uint8)
-    assert np.array_equal(mask.astype(bool), prob >= 0.5)
-    assert json.loads((anat / "sub-01_desc-rimvoxel_probseg.json").read_text())["rim_segmentation"] == BY_HEAD
+    assert np.array_equal(mask.astype(bool), prob >= 0.99) and ((prob >= 0.99) != (prob >= 0.5)).any()
+    side = json.loads((anat / "sub-01_desc-rimvoxel_probseg.json").read_text())
+    assert side["rim_segmentation"] == BY_HEAD and side["RimThreshold"] == 0.99
 
 
 def test_python_api_returns_the_rim_images(tmp_path, model_dir):  # noqa: F811

@@ -9,7 +9,8 @@ import torch
 from rimscope.models.asymmetric import DEFAULTS, AsymmetricNet
 from rimscope.train.augment import augment
 from rimscope.train.losses import rim_voxel_loss
-from rimscope.train.rim_supervision import augment_with_rim, check_head, rim_batch, soft_dice
+from rimscope.train.rim_supervision import (RIM_THRESHOLDS, augment_with_rim, check_head, choose_rim_threshold,
+                                            rim_batch, soft_dice)
 
 
 def _x(n=3, seed=0):
@@ -86,3 +87,18 @@ def test_validation_soft_dice_and_the_collapsed_head_warning():
     assert check_head(hist, 1) is None
     assert "learned no rim" in check_head(hist, 2)
     assert check_head([{"epoch": 1}], 1) is None  # no voxel head: nothing measured, no warning
+
+
+def test_the_voxel_threshold_is_chosen_where_the_truth_says_rim():
+    """A head trained on soft rim fractions predicts a one-third-rim voxel near 0.33: the chosen
+    threshold must call it rim (the truth does, at RIM_TRUTH_FRACTION), where 0.5 would not;
+    examples without truth are left out, and no truth at all leaves 0.5."""
+    rng = np.random.default_rng(0)
+    truth = rng.choice([0.0, 0.2, 0.4, 0.9], size=(6, 8, 8, 8)).astype(np.float32)
+    truth[5] = np.nan  # an example without rim truth
+    p = np.where(np.isfinite(truth), truth, 1.0)  # p = the true fraction; the NaN row is all "rim"
+    thr, curve = choose_rim_threshold(p, truth)
+    assert 0.2 < thr <= 0.4 and curve[thr] == 1.0 and curve[0.5] < 0.8
+    assert set(curve) == set(float(t) for t in RIM_THRESHOLDS)
+    assert choose_rim_threshold(p, np.full_like(truth, np.nan)) == (0.5, {})
+    assert choose_rim_threshold(p, np.zeros_like(truth)) == (0.5, {})

@@ -66,7 +66,7 @@ def rate_subject_rims(subject: Subject, model, device: str = "cpu", b0_dir=None)
         config = replace(config, b0_dir=tuple(float(v) for v in b0_dir))
     ps = extract_patches(subject, config)
     prob, rim_proba = model.predict_with_rims(ps.x, device=device) if len(ps) else (np.zeros(0), None)
-    rims = subject_rims(subject, ps.lesions, rim_proba, config)
+    rims = subject_rims(subject, ps.lesions, rim_proba, config, model.rim_threshold)
     rows = []
     for les, p, flags in zip(ps.lesions, prob, ps.flags):
         x, y, z = (float(v) for v in les.centroid_mm)

@@ -194,7 +194,7 @@ def write_subject(subject: Subject, rows: list[dict], out_dir: Path, rims, repor
         save_atomic(imgs["rimvoxel_probseg"], f"{pre}_desc-rimvoxel_probseg.nii.gz")
         write_json_atomic(f"{pre}_desc-rimvoxel_probseg.json", {
             "Description": "voxel probability of belonging to a rim (the model's voxel head); the rim "
-                           "mask is p >= 0.5", **how, **src})
+                           f"mask is p >= {rims.threshold:g}", "RimThreshold": rims.threshold, **how, **src})
     write_tsv_atomic(lesions_tsv(out_dir, subject.id), rows, LESION_COLUMNS)
     phase = {"PhaseHandling": subject.info["phase"]} if "phase" in subject.info else {}  # rimscope.phase
     write_json_atomic(f"{pre}_lesions.json", {**LESION_SIDECAR, **src, **phase})

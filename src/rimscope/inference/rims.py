@@ -2,7 +2,8 @@
 
 The rim mask comes from the model's voxel head when it has one (its patch-space probabilities,
 from the same forward pass as the lesion probabilities, put back on the subject's grid by
-rim_segment.patch_probs_to_native, rim where p >= 0.5), else from rim_segment's analytic rule.
+rim_segment.patch_probs_to_native, rim where p >= the model's `rim_threshold`, chosen on held-out
+rim truth when it was trained), else from rim_segment's analytic rule.
 Which one is said in `SubjectRims.method` (written to the mask's sidecar and the run record).
 The per-lesion columns are rim_measures.COLUMNS over that mask (empty where no rim was found).
 Everything here is on the subject's canonical grid; outputs maps it back to the original one.
@@ -32,6 +33,7 @@ class SubjectRims:
     prob: np.ndarray | None  # float32 voxel probability (voxel head only)
     method: str  # BY_HEAD, BY_RULE or NO_QSM
     columns: dict = field(default_factory=dict)  # {lesion_id: {COLUMNS: float or None}}
+    threshold: float | None = None  # voxel head: the probability at which a voxel is rim
 
 
 def rim_method(model) -> str:
@@ -39,13 +41,14 @@ def rim_method(model) -> str:
     return BY_HEAD if getattr(model, "has_voxel_head", False) else BY_RULE
 
 
-def subject_rims(subject: Subject, lesions, rim_proba, config) -> SubjectRims:
+def subject_rims(subject: Subject, lesions, rim_proba, config, threshold: float = 0.5) -> SubjectRims:
     """`lesions`: the patch set's lesions (patch i is lesions[i]); `rim_proba`: their voxel
-    probabilities (N, S, S, S) or None (no voxel head); `config`: the patch geometry used."""
+    probabilities (N, S, S, S) or None (no voxel head); `config`: the patch geometry used;
+    `threshold`: the voxel probability at which a voxel is rim."""
     if rim_proba is not None:
         prob = (patch_probs_to_native(rim_proba, lesions, subject.lesions, subject.affine, subject.zooms,
                                       config) if len(lesions) else np.zeros(subject.lesions.shape, np.float32))
-        mask, method = rim_mask_from_probability(prob), BY_HEAD
+        mask, method = rim_mask_from_probability(prob, threshold), BY_HEAD
     elif subject.qsm is not None:
         prob = None
         mask = analytic_rim_mask(subject.qsm, subject.lesions, subject.zooms, subject.brainmask,
@@ -59,4 +62,4 @@ def subject_rims(subject: Subject, lesions, rim_proba, config) -> SubjectRims:
     else:
         cols = {i: rounded(v) for i, v in measure_subject(subject.qsm, subject.lesions, mask, subject.zooms,
                                                          subject.brainmask, lesion_ids=ids).items()}
-    return SubjectRims(mask, prob, method, cols)
+    return SubjectRims(mask, prob, method, cols, threshold if method == BY_HEAD else None)

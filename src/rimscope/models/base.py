@@ -26,6 +26,7 @@ class RimModel(ABC):
         self.name = name
         self.config = dict(config)
         self.threshold = 0.5
+        self.rim_threshold = 0.5  # voxel head: the voxel probability at which a voxel is rim
         self.patch_config = PatchConfig()
         self.card_extra: dict = {}  # training record, metrics: written into the card by save_model
 

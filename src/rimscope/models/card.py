@@ -44,6 +44,7 @@ class Card:
     name: str
     config: dict
     threshold: float
+    rim_threshold: float  # voxel head's rim threshold (0.5 when the card has none)
     calibration: tuple  # (scale, shift) on the logit; (1, 0) for classical models
     patch: PatchConfig
     weights: Path  # resolved, inside the model folder
@@ -73,6 +74,7 @@ def save_model(model, directory, extra: dict | None = None) -> Path:
         "kind": spec(model.name).kind,
         "config": model.config,
         "threshold": float(model.threshold),
+        **({"rim_threshold": float(model.rim_threshold)} if model.has_voxel_head else {}),
         **({"calibration": [float(v) for v in model.calibration]} if neural else {}),
         "patch": model.patch_config.to_dict(),
         "weights": "weights.pt",
@@ -167,11 +169,12 @@ def _check(card: dict, card_path: Path) -> Card:
         raise ValueError(f"weights_sha256 must be 64 hex digits, got {sha!r}")
     return Card(path=card_path, name=name, config=_config(name, card.get("config")),
                 threshold=_number(card.get("threshold", 0.5), "threshold", 0, 1),
+                rim_threshold=_number(card.get("rim_threshold", 0.5), "rim_threshold", 0, 1),
                 calibration=tuple(_number(v, "calibration", -1e6, 1e6) for v in cal),
                 patch=_patch(card.get("patch", PatchConfig().to_dict())),
                 weights=_weights(card_path.parent, card.get("weights", "weights.pt")),
                 weights_sha256=sha, info={k: v for k, v in card.items() if k not in (
-                    "name", "config", "threshold", "calibration", "patch", "weights", "weights_sha256")})
+                    "name", "config", "threshold", "rim_threshold", "calibration", "patch", "weights", "weights_sha256")})
 
 
 def read_card(path) -> Card:
@@ -224,7 +227,7 @@ def load_card_model(path, device: str = "cpu"):
     except (RuntimeError, KeyError, ValueError) as exc:
         raise InputError(f"weights do not fit model {card.name!r} ({str(exc)[:120]}); the card "
                          "and weights come from different models", weights) from None
-    model.threshold = card.threshold
+    model.threshold, model.rim_threshold = card.threshold, card.rim_threshold
     if is_neural(card.name):
         model.calibration = card.calibration
         model.net.to(device).eval()

@@ -31,7 +31,7 @@ from .losses import focal_loss, logit_adjusted_loss, rim_voxel_loss, supcon_loss
 from .operating import summary
 from .options import TRAIN_DEFAULTS, parse_training_options  # noqa: F401 - TRAIN_DEFAULTS re-exported
 from .probe import fit_rim_probe
-from .rim_supervision import augment_with_rim, check_head, rim_batch, soft_dice
+from .rim_supervision import augment_with_rim, finish_head, rim_batch, soft_dice
 from .sampling import epoch_indices
 
 log = logging.getLogger("rimscope")
@@ -290,9 +290,6 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     net.to("cpu").eval()
     record.update(history=state["history"], epochs_run=state["epoch"], world_size=world, device=device,
                   versions=versions())
-    warning = check_head(state["history"], state["best_epoch"])
-    if warning:
-        log.warning(warning)
-        record["warnings"] = [*record.get("warnings", []), warning]
+    finish_head(model, val, state["history"], state["best_epoch"], record)
     ddp.barrier()
     return _finish(model, val, opts, record, out, best_epoch=state["best_epoch"])
