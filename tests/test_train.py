@@ -77,6 +77,21 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
         fit("asymmetric", tr, va, options={**opts, "lr": 1e-2}, seed=3, out=tmp_path / "run", resume=True)
 
 
+def test_a_run_stopped_by_its_time_cap_says_so_and_a_resume_keeps_it(tmp_path):
+    """max_minutes stops after the epoch that passes it; rerunning with --resume finishes the
+    same model (nothing more to train) and its card still says why training stopped."""
+    tr, va = data(16, 1), data(8, 2)
+    opts = {"epochs": 3, "batch_size": 8, "model": FAST, "max_minutes": 1e-9}
+    first = fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "run")
+    rec = first.card_extra["training"]
+    assert rec["stopped_by"] == "max_minutes" and rec["epochs_run"] == 1
+    again = fit("asymmetric", tr, va, options=opts, seed=3, out=tmp_path / "run", resume=True)
+    rec2 = again.card_extra["training"]
+    assert rec2["stopped_by"] == "max_minutes" and rec2["epochs_run"] == 1
+    for k, v in first.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
 def test_threshold_is_highest_with_sensitivity_09():
     y = np.array([1] * 10 + [0] * 5)
     p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.1, 0.2, 0.2, 0.5, 0.6, 0.05])

@@ -277,7 +277,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         if opts["max_minutes"] and (time.time() - t_start) / 60 >= float(opts["max_minutes"]):
             log.info("max_minutes=%s reached after epoch %d", opts["max_minutes"], epoch + 1)
             state["stopped"] = True
-            record["stopped_by"] = "max_minutes"
+            state["stopped_by"] = "max_minutes"  # in the checkpoint: a resumed run's card keeps it
         state["stopped"] = ddp.broadcast_flag(state["stopped"])
         log.debug("epoch %s", entry)
         if out is not None and rank == 0:
@@ -289,7 +289,7 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         net.load_state_dict(state["best_state"])
     net.to("cpu").eval()
     record.update(history=state["history"], epochs_run=state["epoch"], world_size=world, device=device,
-                  versions=versions())
+                  versions=versions(), **({"stopped_by": state["stopped_by"]} if "stopped_by" in state else {}))
     finish_head(model, val, state["history"], state["best_epoch"], record)
     ddp.barrier()
     return _finish(model, val, opts, record, out, best_epoch=state["best_epoch"])
