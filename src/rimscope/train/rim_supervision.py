@@ -43,12 +43,17 @@ def augment_with_rim(x: torch.Tensor, rim: torch.Tensor | None, gen: torch.Gener
     return out[:, :-1].contiguous(), out[:, -1].contiguous()
 
 
+def _with_truth(p, truth) -> tuple[np.ndarray, np.ndarray]:
+    """(p, truth) flattened per example, keeping only the examples whose rim truth is finite."""
+    t = np.asarray(truth, np.float32).reshape(len(truth), -1)
+    ok = np.isfinite(t).all(1)
+    return np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok]
+
+
 def soft_dice(p, truth) -> float:
     """Soft Dice 2·Σ p·t / (Σ p + Σ t) of voxel probabilities against rim-fraction truth, over the
     examples whose truth is finite; NaN when no rim truth is there to match."""
-    t = np.asarray(truth, np.float32).reshape(len(truth), -1)
-    ok = np.isfinite(t).all(1)
-    p, t = np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok]
+    p, t = _with_truth(p, truth)
     ts = float(t.sum())
     return float(2 * (p * t).sum() / (p.sum() + ts)) if ts > 0 else float("nan")
 
@@ -71,9 +76,8 @@ def choose_rim_threshold(p, truth) -> tuple[float, dict]:
     rim truth (fraction >= RIM_TRUTH_FRACTION), by Dice pooled over every example that carries
     truth, Rim- ones included (so rims called on lesions without one count against it); 0.5 and
     an empty curve when no truth is there."""
-    t = np.asarray(truth, np.float32).reshape(len(truth), -1)
-    ok = np.isfinite(t).all(1)
-    p, t = np.asarray(p, np.float32).reshape(len(p), -1)[ok], t[ok] >= RIM_TRUTH_FRACTION
+    p, t = _with_truth(p, truth)
+    t = t >= RIM_TRUTH_FRACTION
     n_true = int(t.sum())
     if n_true == 0:
         return 0.5, {}
@@ -87,14 +91,14 @@ def choose_rim_threshold(p, truth) -> tuple[float, dict]:
 def finish_head(model, val, history: list, best_epoch: int, record: dict) -> None:
     """For a model with a voxel head: the collapsed-head warning (check_head) and the voxel
     threshold chosen on `val`'s rim truth, both into the training `record`."""
-    if not getattr(model, "has_voxel_head", False):
+    if not model.has_voxel_head:
         return
     warning = check_head(history, best_epoch)
     if warning:
         log.warning(warning)
         record["warnings"] = [*record.get("warnings", []), warning]
-    truth = getattr(val, "rim", None)
-    if val is None or truth is None or not len(val):
+    truth = getattr(val, "rim", None)  # None also when there is no validation data
+    if truth is None or not len(val):
         return
     _, voxels = model.predict_with_rims(val.x)
     model.rim_threshold, curve = choose_rim_threshold(voxels, truth)
