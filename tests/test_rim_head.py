@@ -102,3 +102,17 @@ def test_the_voxel_threshold_is_chosen_where_the_truth_says_rim():
     assert set(curve) == set(float(t) for t in RIM_THRESHOLDS)
     assert choose_rim_threshold(p, np.full_like(truth, np.nan)) == (0.5, {})
     assert choose_rim_threshold(p, np.zeros_like(truth)) == (0.5, {})
+
+
+def test_the_lesion_loss_never_reaches_the_voxel_head():
+    """The classifier reads the rim map's summary but cannot shape it: the lesion logit's gradient
+    stops at the map, so the head learns rims only from the voxel truth."""
+    torch.manual_seed(2)
+    net = AsymmetricNet(**{k: v for k, v in DEFAULTS.items() if k != "rim_head"}, rim_head=True)
+    with torch.no_grad():  # let the summary matter to the logit, so the test can fail
+        net.head[-1].weight.fill_(0.1)
+    out = net(_x(2))
+    out["logit"].sum().backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in net.rim_decoder.parameters())
+    assert float(net.head[1].weight.grad[:, -3:].abs().sum()) > 0  # the head does read the summary
+    assert float(net.q_stem.parameters().__next__().grad.abs().sum()) > 0

@@ -143,8 +143,8 @@ class AsymmetricNet(nn.Module):
         if self.use_rim:
             rf = self.rim_stats(x)
             h = torch.cat([h, rf], dim=1)
-        if self.rim_decoder is not None:
-            h = torch.cat([h, pooled_summary(enc["rim_logits"], x[:, 3])], dim=1)
+        if self.rim_decoder is not None:  # read, never shaped, by the lesion loss (see rim_decoder)
+            h = torch.cat([h, pooled_summary(enc["rim_logits"].detach(), x[:, 3])], dim=1)
         logit = self.head(h).squeeze(1)
         if self.rim_skip is not None:
             logit = logit + self.rim_skip(rf).squeeze(1)

@@ -7,7 +7,9 @@ and merged with it (a U-Net skip), one 3x3x3 conv there, then a trilinear upsamp
 1x1x1 conv reads those features with the raw QSM, mask and signed-distance channels (the full-
 resolution skip that places the rim at its voxel). No convolution runs at 32³ except 1x1x1.
 `pooled_summary` gives the classifier a few numbers from the rim map (how much of the edge the
-head thinks is rim, and how strongly).
+head thinks is rim, and how strongly). The classifier reads them detached: with the lesion
+loss's gradient flowing back through them, a long-trained head learned to paint a rim only where
+the lesion is called Rim+ (all or nothing per lesion) and missed the rims of lesions rated low.
 """
 from __future__ import annotations
 
