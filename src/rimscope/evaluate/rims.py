@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
-from ..grids import apply_ornt, same_grid
+from ..io import canonical_mask
 from ..rim_measures import LesionFrame, NEIGHBOUR_MM, measure_lesion
 from ..rim_segment import analytic_rim_mask
 from ..metrics import spearman
@@ -47,14 +47,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / n) if n else float("nan")
 
 
-def _canonical(path: Path, subject) -> np.ndarray:
-    img = nib.load(str(path))
-    if not same_grid(img, nib.Nifti1Image(np.zeros(subject.ref_header.get_data_shape()[:3], np.uint8),
-                                          subject.ref_affine)):
-        raise InputError("rim mask is not on the subject's QSM grid; write it on that grid", path)
-    return apply_ornt(np.asarray(img.dataobj) > 0, subject.ornt)
-
-
 def _predictor(predict):
     """A callable (Subject -> canonical bool rim mask), a folder of `*_desc-rim_mask.nii.gz`, or
     None for the analytic rule."""
@@ -69,7 +61,7 @@ def _predictor(predict):
         if not hits:
             raise InputError(f"no sub-{s.id}_desc-rim_mask.nii.gz under the predictions folder; "
                              "run predict on this cohort first", folder)
-        return _canonical(hits[0], s)
+        return canonical_mask(hits[0], s, "rim mask")
     return from_folder
 
 
@@ -94,7 +86,7 @@ def evaluate_rims(cohort_dir, predict=None, subjects=None, quiet: bool = True) -
         if not rpath.exists():
             raise InputError("no rim voxel truth: the cohort predates it; simulate it again", rpath)
         s = load_subject(subject_id=entry.subject, **entry.paths())
-        true_mask = _canonical(rpath, s)
+        true_mask = canonical_mask(rpath, s, "rim truth")
         pred = np.asarray(pred_fn(s), bool)
         for t in truth[entry.subject]["lesions"]:
             if not t.get("true_rim"):

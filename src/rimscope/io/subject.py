@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..grids import (apply_ornt, axcodes, boxes_overlap, canonical_affine, canonical_ornt, fov_fraction,
-                     invert_ornt, obliquity, on_qsm_grid, resample_to)
+                     invert_ornt, obliquity, on_qsm_grid, resample_to, same_grid)
 from .images import (derive_brainmask, finite_float, image_like, lesion_values, normalise_flair, read_image,
                      robust_range, _grid_sample)
 
@@ -188,6 +188,16 @@ def _read_all(sources: dict) -> list:
         futures = [pool.submit(read_image, src, role) if src is not None else None
                    for role, src in sources.items()]
         return [f.result() if f is not None else (None, None) for f in futures]
+
+
+def canonical_mask(path, subject: Subject, what: str = "mask") -> np.ndarray:
+    """A binary image that must lie on `subject`'s QSM grid (a rim mask, a simulated cohort's rim
+    truth), as a canonical bool array like the subject's own; refused when it is on another grid."""
+    img = nib.load(str(path))
+    if not same_grid(img, nib.Nifti1Image(np.zeros(subject.ref_header.get_data_shape()[:3], np.uint8),
+                                          subject.ref_affine)):
+        raise InputError(f"{what} is not on the subject's QSM grid; write it on that grid", path)
+    return apply_ornt(np.asarray(img.dataobj) > 0, subject.ornt)
 
 
 def guess_subject_id(path) -> str:

@@ -1,6 +1,7 @@
 """Lesion-centred patches sampled in millimetres along world axes: the one path from images to
 network inputs, shared by training, evaluation and prediction. `sampling` holds the patch geometry
-(`PatchConfig`) and the sampler (`sample_patch`, `extract_patches`, channels `CHANNELS`); `cache`
+(`PatchConfig`) and the sampler (`sample_patch`, `extract_patches`, `sample_volume`, channels
+`CHANNELS`); `cache`
 the per-subject cache (`PatchCache`) and the path from a cohort entry to patches
 (`subject_patches`).
 
@@ -10,7 +11,8 @@ physics-respecting augmentations (rotations about B0, flips) are simple array op
 """
 from .cache import CACHE_VERSION, PatchCache, subject_patches
 from .sampling import (CHANNELS, SDIST_CLIP_MM, PatchConfig, PatchSet, b0_frame, extract_patches,
-                       patch_transform, sample_grid, sample_patch)
+                       patch_transform, sample_grid, sample_patch, sample_volume)
 
 __all__ = ["CACHE_VERSION", "CHANNELS", "SDIST_CLIP_MM", "PatchCache", "PatchConfig", "PatchSet", "b0_frame",
-           "extract_patches", "patch_transform", "sample_grid", "sample_patch", "subject_patches"]
+           "extract_patches", "patch_transform", "sample_grid", "sample_patch", "sample_volume",
+           "subject_patches"]

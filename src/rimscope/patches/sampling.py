@@ -169,6 +169,21 @@ def _signed_distance_clipped(mask: np.ndarray, spacing: float) -> np.ndarray:
     return out
 
 
+def _patch_sampler(subject: Subject, lesion: Lesion, config: PatchConfig):
+    """(m, t, sampler): the lesion's patch grid and the trilinear sampler for it."""
+    m, t = patch_transform(lesion.centroid_mm, subject.affine, config)
+    off_diag = np.abs(m - np.diag(np.diag(m))).max()
+    return m, t, (_sample_separable if off_diag < 1e-9 else sample_grid)
+
+
+def sample_volume(subject: Subject, lesion: Lesion, volume: np.ndarray, config: PatchConfig,
+                  cval: float = 0.0) -> np.ndarray:
+    """Another canonical volume of the subject (a simulated cohort's rim truth) on exactly the
+    grid of the lesion's patch, trilinear like the QSM channel: (S, S, S) float32."""
+    m, t, sampler = _patch_sampler(subject, lesion, config)
+    return sampler((volume,), (cval,), m, t, config.size, subject.lesions.shape)[0]
+
+
 def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple[np.ndarray, list]:
     """One lesion's patch (C, S, S, S) and its flags.
 
@@ -178,7 +193,7 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
     would not). Outside the field of view QSM is 0 and FLAIR the value of "no signal"; such
     lesions are flagged `padded`.
     """
-    m, t = patch_transform(lesion.centroid_mm, subject.affine, config)
+    m, t, sampler = _patch_sampler(subject, lesion, config)
     s = config.size
     shape = subject.lesions.shape
     flags = list(lesion.flags)
@@ -192,8 +207,6 @@ def sample_patch(subject: Subject, lesion: Lesion, config: PatchConfig) -> tuple
         raise InputError(f"subject {subject.id} has no {config.source} image, which this model "
                          "reads; give it, or use a model for the input the subject has")
     cvals = (0.0, float(subject.info.get("flair_background", 0.0)), 0.0)
-    off_diag = np.abs(m - np.diag(np.diag(m))).max()
-    sampler = _sample_separable if off_diag < 1e-9 else sample_grid
     qsm, flair, ind = sampler(volumes, cvals, m, t, s, shape)
     mask = ind >= 0.5 - 1e-4
     if not mask.any():  # a thin lesion can fall between patch samples: keep its centre voxel

@@ -96,10 +96,14 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
     if val_cohort:
         from ..cohort import load_cohort, read_labels
         from ..patches import PatchConfig
+        from .cohort_rim_truth import cohort_rim_truth
         from .data import load_lesion_data, subset
 
-        data = load_lesion_data(load_cohort(val_cohort), read_labels(val_labels), PatchConfig(source=source),
+        entries = load_cohort(val_cohort)
+        data = load_lesion_data(entries, read_labels(val_labels), PatchConfig(source=source),
                                 cache_dir=cache_dir or out / ".patch_cache", quiet=quiet, labels_path=val_labels)
+        if (options.get("model") or {}).get("rim_head"):  # a voxel head is judged on its rim truth
+            data.rim = cohort_rim_truth(entries, data, PatchConfig(source=source))
         val = subset(data, data.y >= 0)
     describe = {"engine": str(engine) if engine else "defaults", "command": command,
                 "val_cohort": None if val_cohort is None else str(val_cohort),
