@@ -116,3 +116,18 @@ def test_the_lesion_loss_never_reaches_the_voxel_head():
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in net.rim_decoder.parameters())
     assert float(net.head[1].weight.grad[:, -3:].abs().sum()) > 0  # the head does read the summary
     assert float(net.q_stem.parameters().__next__().grad.abs().sum()) > 0
+
+
+def test_a_few_voxels_painted_without_rim_cost_far_less_than_a_missed_rim():
+    """The Dice term is pooled over the batch: 10 voxels painted on a lesion without rim cost a
+    fraction of a missed 100-voxel rim (per-sample Dice scored the two nearly alike: 0.46, 0.52)."""
+    truth = torch.zeros(2, 32, 32, 32)
+    rim = torch.zeros(32, 32, 32, dtype=torch.bool)
+    rim[10:20, 10:20, 15] = True  # 100 rim voxels on sample 0; sample 1 has no rim
+    truth[0][rim] = 1.0
+    perfect = torch.where(truth > 0, 20.0, -20.0)
+    stray = perfect.clone()
+    stray[1, 0, 0, :10] = 20.0  # 10 voxels painted where there is no rim
+    missed = perfect.clone()
+    missed[0][rim] = -20.0
+    assert rim_voxel_loss(stray, truth) < 0.2 * rim_voxel_loss(missed, truth)

@@ -59,9 +59,12 @@ def info_nce(a, b, tau: float = 0.1):
 def rim_voxel_loss(logits, truth, eps: float = 1.0):
     """Dense rim supervision: BCE + soft Dice between voxel rim logits (N, S, S, S) and the rim
     voxel truth (N, S, S, S, fraction 0-1). Samples whose truth is not finite (NaN: the example
-    carries no voxel truth) are left out; with none left the loss is 0. The Dice term (eps 1
-    voxel) keeps the thin rim from drowning in the background; on a Rim- sample (empty truth) it
-    pushes the map to 0."""
+    carries no voxel truth) are left out; with none left the loss is 0. The Dice term keeps the
+    thin rim from drowning in the background, and is pooled over the batch (one ratio of all its
+    voxels, eps 1 voxel), so a rim voxel counts the same on every lesion. Per-sample Dice made a
+    few voxels painted on a lesion without rim (empty truth: Dice near 0) cost as much as a whole
+    missed rim, and taught the head an all-or-nothing call per lesion: long trained, it painted
+    rims only on the lesions it judged Rim+."""
     truth = truth.to(logits.dtype)
     ok = torch.isfinite(truth.flatten(1)).all(1)
     if not ok.any():
@@ -69,5 +72,5 @@ def rim_voxel_loss(logits, truth, eps: float = 1.0):
     lg, t = logits[ok].flatten(1), truth[ok].flatten(1)
     bce = F.binary_cross_entropy_with_logits(lg, t)
     p = torch.sigmoid(lg)
-    dice = (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)
-    return bce + (1 - dice).mean()
+    dice = (2 * (p * t).sum() + eps) / (p.sum() + t.sum() + eps)
+    return bce + (1 - dice)
