@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
@@ -24,7 +23,6 @@ from ..rim_measures import LesionFrame, NEIGHBOUR_MM, measure_lesion
 from ..rim_segment import analytic_rim_mask
 from ..metrics import spearman
 
-RIMTRUTH = "desc-rimtruth_mask"
 
 
 def bland_altman(a, b) -> dict:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-RIMTRUTH_SUFFIX = "_desc-rimtruth_mask.nii.gz"
 
 
 def rimtruth_beside(entry) -> Path:
-    """Where a simulated cohort keeps the subject's rim truth: beside its lesion mask."""
-    return Path(entry.lesions).parent / f"sub-{entry.subject}{RIMTRUTH_SUFFIX}"
+    """Where a simulated cohort keeps the subject's rim truth: beside its lesion mask, under the
+    simulator's file name (simulate.layout)."""
+    from ..simulate.layout import rimtruth_path
+
+    return Path(entry.lesions).parent / Path(rimtruth_path(entry.subject)).name
 
 
 def cohort_rim_truth(entries, data, config) -> np.ndarray | None:
