@@ -24,7 +24,6 @@ from ..rim_segment import analytic_rim_mask
 from ..metrics import spearman
 
 
-
 def bland_altman(a, b) -> dict:
     """Agreement of paired measurements (e.g. rim susceptibility at two resolutions): mean
     difference a - b, its SD and the 95 % limits of agreement; pairs with a missing value are
