@@ -199,3 +199,21 @@ def test_rim_probe_sets_the_linear_path_to_a_logistic_regression():
     np.testing.assert_allclose(logit, ref.decision_function((f - mu) / sd), atol=1e-4)
     assert not fit_rim_probe(build("asymmetric", rim_skip=False, **FAST).net, d.x, d.y)
     assert not fit_rim_probe(net, d.x, np.zeros(len(d.y), int))  # one class: nothing to fit
+
+
+def test_a_voxel_head_without_voxel_truth_to_learn_from_is_kept_as_it_is():
+    """Fine-tuning a head model (the shipped one) on lesions without rim voxel truth trains the
+    classifier and leaves the head untouched: the lesion loss cannot reach it, so it is frozen
+    (and DDP sees no weights without a gradient)."""
+    from rimscope.models.registry import build
+
+    torch.manual_seed(0)
+    start = build("asymmetric", **FAST, rim_head=True)
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    d = data(16, seed=5, pos_frac=0.5)
+    m = fit("asymmetric", d, None, init=before, seed=0,
+            options={"epochs": 2, "batch_size": 8, "patience": 100, "model": {**FAST, "rim_head": True}})
+    after = m.state_dict()
+    head = [k for k in after if k.startswith("rim_decoder.")]
+    assert head and all(torch.equal(after[k], before[k]) for k in head)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("head."))

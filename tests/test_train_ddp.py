@@ -18,7 +18,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank(rank: int, world: int, port: int, tmp: str) -> None:
+def _rank(rank: int, world: int, port: int, tmp: str, rim_head: bool = False) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -31,17 +31,18 @@ def _rank(rank: int, world: int, port: int, tmp: str) -> None:
     tr = LesionData(x, y, s, np.arange(32), np.ones(32), [[]] * 32)
     va = LesionData(xv, yv, sv, np.arange(12), np.ones(12), [[]] * 12)
     model = fit("asymmetric", tr, va, options={"epochs": 2, "batch_size": 4,
-                                               "model": {"widths": [8, 16, 16, 16]}},
+                                               "model": {"widths": [8, 16, 16, 16], "rim_head": rim_head}},
                 seed=7, out=os.path.join(tmp, "model"))
     torch.save(model.state_dict(), os.path.join(tmp, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path):
+@pytest.mark.parametrize("rim_head", [False, True])  # a voxel head without voxel truth: frozen, not idle
+def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path, rim_head):
     import torch.multiprocessing as mp
 
-    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_rank, args=(2, _free_port(), str(tmp_path), rim_head), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert a.keys() == b.keys()

@@ -196,6 +196,8 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         record["init"] = str(init) if not isinstance(init, dict) else "state dict"
     if opts["rim_probe"] and fit_rim_probe(net, train.x, train.y):  # deterministic: resume-safe
         record["rim_probe"] = "rim_skip set to a logistic regression on the training lesions' rim statistics"
+    if getattr(net, "rim_decoder", None) is not None and getattr(train, "rim", None) is None:
+        net.rim_decoder.requires_grad_(False)  # no voxel truth to learn from (and DDP sees no idle weights)
     net.to(device)
     w0 = math.log(math.expm1(opts["supcon_init"]))
     w = torch.nn.Parameter(torch.tensor(w0, device=device))
