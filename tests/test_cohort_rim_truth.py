@@ -36,7 +36,7 @@ def _cohort(root, codes="RAS", truth_for=None):
     return manifest, labels
 
 
-def _truth(manifest, labels, tmp_path):
+def _truth(manifest, labels):
     entries = load_cohort(manifest)
     data = load_lesion_data(entries, read_labels(labels))
     return data, cohort_rim_truth(entries, data, PatchConfig())
@@ -44,8 +44,8 @@ def _truth(manifest, labels, tmp_path):
 
 @pytest.mark.parametrize("codes", ["RAS", "LPS"])
 def test_the_rim_truth_patch_lies_on_its_lesions_edge_whatever_the_orientation(tmp_path, codes):
-    data, truth = _truth(*_cohort(tmp_path / codes, codes), tmp_path)
-    ref, ref_truth = _truth(*_cohort(tmp_path / "ref"), tmp_path) if codes != "RAS" else (data, truth)
+    data, truth = _truth(*_cohort(tmp_path / codes, codes))
+    ref, ref_truth = _truth(*_cohort(tmp_path / "ref")) if codes != "RAS" else (data, truth)
     assert truth.shape == (len(data), 32, 32, 32) and truth.dtype == np.float32
     np.testing.assert_allclose(truth, ref_truth, atol=1e-4)  # the same world data, the same truth
     for r in np.flatnonzero(data.lesion_id == RIM_LESION):
@@ -59,7 +59,7 @@ def test_the_rim_truth_patch_lies_on_its_lesions_edge_whatever_the_orientation(t
 
 def test_a_cohort_without_rim_truth_for_every_subject_gives_none(tmp_path):
     manifest, labels = _cohort(tmp_path, truth_for={"s0"})
-    assert _truth(manifest, labels, tmp_path)[1] is None
+    assert _truth(manifest, labels)[1] is None
 
 
 def test_a_rim_truth_on_another_grid_is_refused_naming_it(tmp_path):
@@ -69,7 +69,7 @@ def test_a_rim_truth_on_another_grid_is_refused_naming_it(tmp_path):
     entry = load_cohort(manifest)[0]
     nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), str(rimtruth_beside(entry)))
     with pytest.raises(InputError, match="rimtruth"):
-        _truth(manifest, labels, tmp_path)
+        _truth(manifest, labels)
 
 
 @pytest.mark.slow  # a whole engine training run (the pieces above are the fast checks)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def rimtruth_beside(entry) -> Path:
     """Where a simulated cohort keeps the subject's rim truth: beside its lesion mask, under the
     simulator's file name (simulate.layout)."""

@@ -99,11 +99,11 @@ def train_engine(*, out, engine=None, model: str = "asymmetric", init=None, seed
         from .cohort_rim_truth import cohort_rim_truth
         from .data import load_lesion_data, subset
 
-        entries = load_cohort(val_cohort)
-        data = load_lesion_data(entries, read_labels(val_labels), PatchConfig(source=source),
+        entries, patch = load_cohort(val_cohort), PatchConfig(source=source)
+        data = load_lesion_data(entries, read_labels(val_labels), patch,
                                 cache_dir=cache_dir or out / ".patch_cache", quiet=quiet, labels_path=val_labels)
         if (options.get("model") or {}).get("rim_head"):  # a voxel head is judged on its rim truth
-            data.rim = cohort_rim_truth(entries, data, PatchConfig(source=source))
+            data.rim = cohort_rim_truth(entries, data, patch)
         val = subset(data, data.y >= 0)
     describe = {"engine": str(engine) if engine else "defaults", "command": command,
                 "val_cohort": None if val_cohort is None else str(val_cohort),

@@ -196,7 +196,8 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
         record["init"] = str(init) if not isinstance(init, dict) else "state dict"
     if opts["rim_probe"] and fit_rim_probe(net, train.x, train.y):  # deterministic: resume-safe
         record["rim_probe"] = "rim_skip set to a logistic regression on the training lesions' rim statistics"
-    if getattr(net, "rim_decoder", None) is not None and getattr(train, "rim", None) is None:
+    dense = getattr(net, "rim_decoder", None) is not None  # rim voxel truth only feeds a voxel head
+    if dense and getattr(train, "rim", None) is None:
         net.rim_decoder.requires_grad_(False)  # no voxel truth to learn from (and DDP sees no idle weights)
     net.to(device)
     w0 = math.log(math.expm1(opts["supcon_init"]))
@@ -232,7 +233,6 @@ def _fit_neural(model, train, val, opts, seed, device, quiet, out, resume, init,
     xs_train = torch.from_numpy(train.x)
     ys_train = torch.from_numpy(train.y)
     current = train
-    dense = getattr(net, "rim_decoder", None) is not None  # rim voxel truth only feeds a voxel head
     bar = progress(range(state["epoch"], epochs), desc=f"train {model.name}", unit="epoch",
                    quiet=quiet or rank != 0)
     t_start = time.time()
