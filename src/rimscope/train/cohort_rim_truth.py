@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..simulate.layout import rimtruth_path
+
 
 def rimtruth_beside(entry) -> Path:
     """Where a simulated cohort keeps the subject's rim truth: beside its lesion mask, under the
     simulator's file name (simulate.layout)."""
-    from ..simulate.layout import rimtruth_path
-
     return Path(entry.lesions).parent / Path(rimtruth_path(entry.subject)).name
 
 
